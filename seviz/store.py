@@ -250,11 +250,14 @@ def _append_rows(dataset: h5py.Dataset, start: int, stop: int, values: Any) -> N
 
 
 def _attr_value(value: Any) -> Any:
-    if isinstance(value, (dict, list, tuple)) and not (
-        isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value)
-    ):
-        return json.dumps(value)
-    return "" if value is None else value
+    """HDF5-storable form of an attribute: scalars as they are, containers as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return str(value)  # numpy str_ would become an unstorable '<U' array
+    if isinstance(value, (bool, int, float, np.integer, np.floating, np.bool_)):
+        return value
+    return json.dumps(value, default=str)
 
 
 def _reopen_for_append(path: Path) -> h5py.File:

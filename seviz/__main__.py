@@ -1,0 +1,3 @@
+from seviz.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,351 @@
+"""``seviz record``: run images through a model and stream its SE gates into a store.
+
+The pipeline overlaps its three stages: images are decoded in DataLoader
+workers, the model runs in the main thread, and a background thread appends
+each batch to the HDF5 store (:class:`~seviz.store.StoreWriter`, crash-safe).
+A run that is interrupted (Ctrl-C, SIGTERM, ``kill -9``) leaves a store holding
+every committed sample; ``resume=True`` finishes it with no sample missing or
+duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from seviz.store import SampleBatch, StoreError, StoreWriter, open_store
+
+if TYPE_CHECKING:
+    import torch
+
+    from seviz.data import ImageItem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecordSummary:
+    """What a recording produced."""
+
+    store: str
+    model: str
+    blocks: int
+    samples: int
+    skipped: int
+    seconds: float
+    images_per_second: float
+    precision: str
+    complete: bool
+
+    def describe(self) -> str:
+        return (
+            f"recorded {self.samples} images x {self.blocks} SE blocks of {self.model} "
+            f"({self.precision}) into {self.store}; skipped {self.skipped} unreadable files; "
+            f"{self.images_per_second:.1f} images/s"
+        )
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when available; an unavailable CUDA is an error."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} asked for, but no CUDA device is available; use --device cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"unknown --device {device!r}; use auto, cpu or cuda")
+    return torch.device(device)
+
+
+class _BackgroundWriter:
+    """Appends batches to the store in a thread so the model never waits on disk.
+
+    Batches are appended in order; an error in the thread is raised in the
+    caller at the next ``put`` or at ``finish``.
+    """
+
+    def __init__(self, writer: StoreWriter, depth: int = 4) -> None:
+        self.writer = writer
+        self._queue: queue.Queue[SampleBatch | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="seviz-store-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            if self._error is None:
+                try:
+                    self.writer.append(batch)
+                except BaseException as error:  # surfaced in the main thread
+                    self._error = error
+
+    def put(self, batch: SampleBatch) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(batch)
+
+    def finish(self) -> None:
+        """Write everything queued, then stop the thread."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def _topk(logits: torch.Tensor, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    probs = torch.softmax(logits.float(), dim=1)
+    kk = min(k, probs.shape[1])
+    values, indices = probs.topk(kk, dim=1)
+    index = np.full((probs.shape[0], k), -1, dtype=np.int32)
+    prob = np.zeros((probs.shape[0], k), dtype=np.float32)
+    index[:, :kk] = indices.cpu().numpy()
+    prob[:, :kk] = values.cpu().numpy()
+    return index, prob
+
+
+def _versions() -> dict[str, str]:
+    import h5py
+    import timm
+    import torch
+
+    from seviz import __version__
+
+    return {
+        "seviz_version": __version__,
+        "torch_version": torch.__version__,
+        "timm_version": timm.__version__,
+        "h5py_version": h5py.__version__,
+    }
+
+
+def _check_resume_matches(path: Path, run_config: dict[str, Any]) -> None:
+    with open_store(path, warn_incomplete=False) as existing:
+        previous = existing.json_attr("run_config", {})
+    differing = [k for k in run_config if previous.get(k) != run_config[k]]
+    if differing:
+        key = differing[0]
+        raise StoreError(
+            f"cannot resume {str(path)!r}: it was recorded with {key}={previous.get(key)!r}, this run has "
+            f"{key}={run_config[key]!r}; rerun with the original options or record a new store (--overwrite)"
+        )
+
+
+def record(
+    model: str,
+    data: str | Path,
+    out: str | Path,
+    classes: str | Sequence[str] | None = None,
+    weights: str = "pretrained",
+    images_per_class: int | None = None,
+    batch_size: int = 32,
+    workers: int = 0,
+    device: str = "auto",
+    dtype: str = "float16",
+    overwrite: bool = False,
+    resume: bool = False,
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile: bool = False,
+    max_gate_error: float = 0.02,
+    fallback: bool = False,
+    progress: bool = True,
+    command: str = "",
+) -> RecordSummary:
+    """Record the SE gates of ``model`` on the images under ``data`` into the store ``out``.
+
+    Args:
+        model: Model spec (see :mod:`seviz.models`).
+        data: Image folder (see :mod:`seviz.data`).
+        out: The ``.h5`` store to write.
+        classes: Classes to record (all classes found under ``data`` when None).
+        weights: ``pretrained``, ``random`` or a weights file.
+        images_per_class: First N images of each class (the paper used 50).
+        batch_size: Images per forward pass.
+        workers: DataLoader worker processes decoding images.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        dtype: Stored gate dtype, ``float16`` or ``float32``.
+        overwrite: Replace an existing store.
+        resume: Finish an interrupted store with the same options.
+        num_classes: Output size of a user's model.
+        class_names: Output names of a user's model.
+        precision: ``fp32`` (exact), ``bf16`` or ``fp16`` (checked against fp32 first).
+        channels_last: Run in channels-last memory format.
+        compile: ``torch.compile`` the model (checked against fp32 first).
+        max_gate_error: Largest gate difference a fast mode may show on calibration.
+        fallback: Record in fp32 when the fast mode exceeds ``max_gate_error``.
+        progress: Show a progress bar.
+        command: The command line, stored for provenance.
+
+    Returns:
+        A :class:`RecordSummary`.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from seviz import precision as fast
+    from seviz.data import find_images, iterate_batches
+    from seviz.discover import discover_se_gates
+    from seviz.models import load_model
+    from seviz.recorder import Recorder
+
+    out = Path(out)
+    if np.dtype(dtype) not in (np.float16, np.float32):
+        raise ValueError(f"unsupported --dtype {dtype!r}; use float16 or float32")
+    if out.exists() and not (overwrite or resume):
+        raise FileExistsError(
+            f"store {str(out)!r} already exists; pass --overwrite to replace it or --resume to finish it"
+        )
+    if resume and not out.exists():
+        raise FileNotFoundError(f"cannot --resume: store {str(out)!r} does not exist")
+    if not Path(data).expanduser().is_dir():
+        raise FileNotFoundError(f"data folder {str(data)!r} does not exist; pass --data with a folder of images")
+    torch_device = resolve_device(device)
+    mode = fast.FastMode(precision, channels_last, compile)
+    fast.check_supported(mode, torch_device)
+
+    loaded = load_model(model, weights, num_classes=num_classes, class_names=class_names, device=str(torch_device))
+    items = find_images(data, loaded, classes, images_per_class)
+    gates = discover_se_gates(loaded.model, tuple(loaded.data_config["input_size"]))
+    recorded_classes = list({item.label: item.class_name for item in items}.items())
+    classes_attr = [
+        {"index": index, "name": name, "id": loaded.class_ids[index] if loaded.class_ids else None}
+        for index, name in recorded_classes
+    ]
+    run_config = {
+        "model": loaded.name,
+        "weights_sha256": loaded.weights_sha256,
+        "data": str(Path(data).expanduser().resolve()),
+        "classes": [c["index"] for c in classes_attr],
+        "images_per_class": images_per_class,
+        "images": len(items),
+        "dtype": np.dtype(dtype).name,
+    }
+    if resume:
+        _check_resume_matches(out, run_config)
+
+    gate_error: dict[str, Any] = {"precision": "fp32", "max_abs": 0.0, "mean_abs": 0.0, "exact": True}
+    if not mode.exact:
+        first = next(iterate_batches(items, loaded.data_config, batch_size=min(batch_size, 16)), None)
+        if first is not None and first.images is not None:
+            gate_error = fast.calibrate(loaded.model, gates, first.images, mode, torch_device, max_gate_error)
+            mode = fast.enforce_bound(gate_error, mode, fallback)
+            gate_error["recorded_precision"] = mode.describe()
+    attrs = {
+        **loaded.provenance(),
+        **_versions(),
+        "classes": classes_attr,
+        "command": command,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "precision": mode.describe(),
+        "gate_error": gate_error,
+        "run_config": run_config,
+    }
+    writer = StoreWriter(
+        out,
+        [g.info() for g in gates],
+        attrs,
+        dtype=dtype,
+        overwrite=overwrite and not resume,
+        resume=resume,
+        path_length=max(len(i.path.encode()) for i in items),
+        name_length=max(len(i.class_name.encode()) for i in items),
+    )
+    began = time.perf_counter()
+    start_samples = writer.samples
+    background = _BackgroundWriter(writer)
+    runner = fast.prepare_model(loaded.model, mode)
+    finished = False
+    bar = tqdm(total=len(items), initial=writer.consumed, unit="img", desc="recording", disable=not progress)
+    try:
+        with torch.no_grad(), Recorder(loaded.model, gates) as recorder:
+            for batch in iterate_batches(
+                items,
+                loaded.data_config,
+                batch_size=batch_size,
+                workers=workers,
+                start=writer.consumed,
+                pin_memory=torch_device.type == "cuda",
+            ):
+                if batch.images is not None:
+                    with fast.autocast(mode, torch_device):
+                        logits = runner(fast.prepare_input(batch.images, mode, torch_device))
+                    captured = recorder.pop()
+                    topk_index, topk_prob = _topk(logits)
+                    gate_arrays = {name: t.float().cpu().numpy() for name, t in captured.items()}
+                else:
+                    topk_index = np.zeros((0, 5), np.int32)
+                    topk_prob = np.zeros((0, 5), np.float32)
+                    gate_arrays = {}
+                background.put(
+                    SampleBatch(
+                        label=np.asarray([i.label for i in batch.items], dtype=np.int64),
+                        class_name=[i.class_name for i in batch.items],
+                        path=[i.path for i in batch.items],
+                        topk_index=topk_index,
+                        topk_prob=topk_prob,
+                        gates=gate_arrays,
+                        consumed=batch.consumed,
+                        skipped=batch.skipped,
+                    )
+                )
+                bar.update(batch.consumed)
+        background.finish()
+        finished = True
+    finally:
+        bar.close()
+        if not finished:
+            # Keep every batch already handed to the writer, then close cleanly.
+            try:
+                background.finish()
+            except BaseException as error:  # the original exception matters more
+                log.error("store writer failed while stopping: %s", error)
+            writer.close(complete=False)
+            log.warning(
+                "recording stopped: %d samples are saved in %s; finish with the same command and --resume",
+                writer.samples,
+                out,
+            )
+        if mode.channels_last:
+            loaded.model.to(memory_format=torch.contiguous_format)
+    seconds = time.perf_counter() - began
+    skipped_total = writer.consumed - writer.samples
+    writer.close(
+        complete=True,
+        final_attrs={
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "skipped_count": skipped_total,
+            "samples": writer.samples,
+        },
+    )
+    new = writer.samples - start_samples
+    summary = RecordSummary(
+        store=str(out),
+        model=loaded.name,
+        blocks=len(gates),
+        samples=writer.samples,
+        skipped=skipped_total,
+        seconds=round(seconds, 3),
+        images_per_second=new / seconds if seconds > 0 else 0.0,
+        precision=mode.describe(),
+        complete=True,
+    )
+    log.debug("record summary: %s", json.dumps(asdict(summary)))
+    return summary
