@@ -18,6 +18,9 @@ Layout (schema 1)::
     /skipped/path           [M] str       unreadable images, never recorded
     /skipped/reason         [M] str
     /progress               [2] int64     (samples committed, image-list entries consumed)
+    /attributions/<SE_s_b>  [K, C] float32  optional, by ``seviz attribute``: mean
+                            attribution of each gate channel to each class's logit;
+                            group attrs: method, classes (JSON), images, weights_sha256
 
 Crash safety: the file is written in HDF5 SWMR mode. Each batch is appended to
 every dataset and flushed, and only then is ``/progress`` advanced, so a run
@@ -90,6 +93,47 @@ class SampleBatch:
     gates: Mapping[str, np.ndarray]
     consumed: int  # image-list entries this batch accounts for (its samples and skipped files)
     skipped: Sequence[tuple[str, str]] = ()
+
+
+@dataclass(frozen=True)
+class Attributions:
+    """Per-class channel attributions of one block (``/attributions/<block>``)."""
+
+    block: str
+    classes: list[str]
+    values: np.ndarray  # (classes, channels)
+    method: str
+    images: int
+
+    def top_channels(self, class_name: str, k: int = 10) -> list[tuple[int, float]]:
+        """The ``k`` channels whose gates most drive ``class_name``'s logit, best first."""
+        if class_name not in self.classes:
+            raise StoreError(f"class {class_name!r} has no attributions; it has {', '.join(self.classes)}")
+        row = self.values[self.classes.index(class_name)]
+        order = np.argsort(-row, kind="stable")[:k]
+        return [(int(c), float(row[c])) for c in order]
+
+
+def write_attributions(
+    path: str | os.PathLike, tables: Mapping[str, np.ndarray], classes: Sequence[str], attrs: Mapping[str, Any]
+) -> None:
+    """Write (replacing) the ``/attributions`` group of a complete store."""
+    path = Path(path)
+    with _open_swmr(path) as f:
+        _check_is_store(f, path)
+        if not bool(f.attrs.get("complete", False)):
+            raise StoreError(
+                f"store {str(path)!r} is incomplete; finish it with `seviz record ... --resume` before attributing"
+            )
+    with h5py.File(path, "a", libver="latest") as f:
+        if "attributions" in f:
+            del f["attributions"]
+        group = f.create_group("attributions")
+        for key, value in attrs.items():
+            group.attrs[key] = _attr_value(value)
+        group.attrs["classes"] = json.dumps(list(classes))
+        for block, values in tables.items():
+            group.create_dataset(block, data=np.asarray(values, dtype=np.float32))
 
 
 def _chunk_rows(channels: int, itemsize: int) -> int:
@@ -399,6 +443,21 @@ class Store:
     def json_attr(self, key: str, default: Any = None) -> Any:
         """A JSON-valued root attribute (preprocessing, classes, gate_error, ...), decoded."""
         return _json_attr(self.attrs, key, default)
+
+    def attributions(self) -> dict[str, Attributions]:
+        """Channel attributions written by ``seviz attribute`` (empty when none)."""
+        if self._file is None or not self._file.id.valid:
+            self._file = _open_swmr(self.path)
+        group = self._file.get("attributions")
+        if group is None:
+            return {}
+        classes = _json_attr(group.attrs, "classes", [])
+        method = str(group.attrs.get("method", ""))
+        images = int(group.attrs.get("images", 0))
+        return {
+            name: Attributions(name, list(classes), np.asarray(data[()], dtype=np.float32), method, images)
+            for name, data in group.items()
+        }
 
     def class_counts(self) -> dict[str, int]:
         names, counts = np.unique(self.class_names.astype(str), return_counts=True)
