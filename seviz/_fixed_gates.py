@@ -30,7 +30,9 @@ class ChannelScale(nn.Module):
     def __init__(self, scale: torch.Tensor, channel_dim: int = 1) -> None:
         super().__init__()
         if channel_dim not in (1, -1):
-            raise ValueError(f"channel_dim must be 1 (channels first) or -1 (channels last), got {channel_dim}")
+            raise ValueError(
+                f"channel_dim must be 1 (channels first) or -1 (channels last), got {channel_dim}"
+            )
         self.channel_dim = channel_dim
         self.register_buffer("scale", scale.detach().clone().reshape(-1))
 
@@ -63,7 +65,8 @@ class ConstantGate(nn.Module):
         self.register_buffer("scale", scale.detach().clone().reshape(-1))
         if self.scale.numel() != _prod(self.gate_shape):
             raise ValueError(
-                f"a gate of shape {self.gate_shape} needs {_prod(self.gate_shape)} values, got {self.scale.numel()}"
+                f"a gate of shape {self.gate_shape} needs {_prod(self.gate_shape)} values, "
+                f"got {self.scale.numel()}"
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
