@@ -100,6 +100,13 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=Path("demo_train_checkpoint.pt"))
     parser.add_argument("--cache", type=Path, default=Path(".cache/cifar10"))
     parser.add_argument("--no-bf16", action="store_true", help="train in fp32 even where bf16 is supported")
+    parser.add_argument("--pct-start", type=float, default=0.25, help="share of the schedule spent warming up")
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="start from the model weights of another run's checkpoint, with a fresh schedule",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(args.seed)
@@ -123,10 +130,16 @@ def main() -> None:
     )
     steps_per_epoch = len(train_images) // args.batch_size
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.25
+        optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=args.pct_start
     )
     generator = torch.Generator().manual_seed(args.seed)
     start_epoch, history, elapsed = 0, [], 0.0
+    if args.init_from is not None and not args.checkpoint.is_file():
+        earlier = torch.load(args.init_from, weights_only=True)
+        model.load_state_dict(earlier["model"])
+        history = [dict(h, phase="init") for h in earlier["history"]]
+        elapsed = earlier["elapsed"]
+        log.info("initialised from %s (%d earlier epochs)", args.init_from, len(history))
     if args.checkpoint.is_file():
         state = torch.load(args.checkpoint, weights_only=True)
         model.load_state_dict(state["model"])
@@ -155,7 +168,7 @@ def main() -> None:
                 log.info("epoch %d step %d/%d loss %.4f", epoch + 1, step, steps_per_epoch, loss.item())
         accuracy = evaluate(model, test_images, test_labels, use_bf16)
         elapsed += time.time() - began
-        history.append({"epoch": epoch + 1, "loss": total_loss / steps_per_epoch, "test_top1": accuracy})
+        history.append({"epoch": epoch + 1, "phase": "main", "loss": total_loss / steps_per_epoch, "test_top1": accuracy})
         log.info("epoch %d loss %.4f test top-1 %.4f (%.0f s total)", epoch + 1, history[-1]["loss"], accuracy, elapsed)
         torch.save(
             {
@@ -185,7 +198,9 @@ def main() -> None:
         "pretrained_cfg": demo_pretrained_cfg(),
         "training": {
             "command": "python data/train_demo_model.py " + " ".join(
-                f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k in ("epochs", "batch_size", "lr", "seed")
+                f"--{k.replace('_', '-')} {v}"
+                for k, v in vars(args).items()
+                if k in ("epochs", "batch_size", "lr", "seed", "threads", "pct_start", "init_from") and v is not None
             ),
             "dataset": "CIFAR-10 JPEG (shared/datasets/cifar10-jpeg.tar.gz), 50,000 train images",
             "epochs": args.epochs,

@@ -80,6 +80,74 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("info", help="summarise a store")
     p.add_argument("store")
+
+    p = commands.add_parser("analyze", help="per-class statistics, class specificity and gate behaviour per block")
+    p.add_argument("store")
+    p.add_argument("--blocks", default=None, help="comma-separated blocks (default: all)")
+    p.add_argument("--classes", default=None, help="classes to report per-class statistics for (default: all)")
+    p.add_argument("--json", dest="json_out", default=None, help="write all statistics as JSON")
+
+    p = commands.add_parser("recommend", help="verdicts per SE block: identity, constant or keep")
+    p.add_argument("store")
+    p.add_argument("--out", default="rec.json", help="JSON to write; the Markdown table goes beside it (.md)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--identity-max-deviation", type=float, default=None, help="mean |1-s| at most (0.02)")
+    p.add_argument("--identity-min-near-one", type=float, default=None, help="share of gates >= 0.95 (0.95)")
+    p.add_argument("--constant-max-dependence", type=float, default=None, help="input dependence at most (1e-3)")
+
+    p = commands.add_parser("plot", help="the paper's Figures 6 and 7 and depth plots (PNG and SVG)")
+    p.add_argument("store")
+    p.add_argument("--out", default="figures", help="folder to write into")
+    p.add_argument("--blocks", default=None, help="default: SE_2_3,SE_3_4,SE_4_6,SE_5_1,SE_5_2,SE_5_3 when present")
+    p.add_argument("--classes", default=None, help="default: up to 10 recorded classes")
+    p.add_argument("--channels", type=int, default=None, help="plot a subset of N channels (the paper used 50)")
+    p.add_argument("--random-channels", action="store_true", help="pick the subset at random (seeded), not first N")
+    p.add_argument("--sort", action="store_true", help="sort channels by their all-class mean")
+    p.add_argument("--formats", default="png,svg")
+
+    p = commands.add_parser("app", help="explore stores in the Streamlit app")
+    p.add_argument("stores", nargs="*", help="stores to open (default: browse --root)")
+    p.add_argument("--root", default=".", help="folder the app may browse (default: current folder)")
+    p.add_argument("--port", type=int, default=8501)
+
+    p = commands.add_parser("demo", help="the whole job offline, on the shipped demo model and images")
+    p.add_argument("--out", default="seviz-demo", help="folder for the store, reports and figures")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
+    p.add_argument("--data", default=None, help="image folder (default: the shipped CIFAR-10 sample)")
+    p.add_argument("--images-per-class", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true")
+
+    p = commands.add_parser("prune", help="remove or fold SE branches and save the edited model")
+    _add_model_arguments(p)
+    chosen = p.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--recommendation", help="rec.json from `seviz recommend` (identity removed, constant folded)")
+    chosen.add_argument("--blocks", help="comma-separated block globs to remove, e.g. 'SE_5_*' (the paper's stage 5)")
+    p.add_argument("--out", required=True, help="pruned model to write (.safetensors)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+    p = commands.add_parser("evaluate", help="measure what an edit costs: accuracy, agreement, KL, params, FLOPs")
+    _add_model_arguments(p)
+    edited = p.add_mutually_exclusive_group()
+    edited.add_argument("--pruned", help="a pruned model from `seviz prune`")
+    edited.add_argument("--blocks", help="block globs to remove in memory, e.g. 'SE_5_*'")
+    edited.add_argument("--recommendation", help="apply a rec.json in memory")
+    p.add_argument("--data", required=True, help="labelled image folder (class folders or ImageNet val)")
+    p.add_argument("--classes", default=None, help="restrict to these classes (default: all found)")
+    p.add_argument("--images-per-class", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--per-block", action="store_true", help="also: accuracy change when removing each block alone")
+    p.add_argument("--json", dest="json_out", default=None, help="write the figures as JSON")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = commands.add_parser("attribute", help="captum: which gate channels drive each class, into the store")
+    p.add_argument("store")
+    p.add_argument("--model", default=None, help="default: the model the store was recorded with")
+    p.add_argument("--weights", default=None, help="default: the weights the store was recorded with")
+    p.add_argument("--images-per-class", type=int, default=None, help="use at most N recorded images per class")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
     return parser
 
 
@@ -145,6 +213,166 @@ def _info(args: argparse.Namespace) -> int:
         print(f"samples:   {len(store)}; skipped files: {len(store.skipped)}")
         print("classes:   " + ", ".join(f"{name} ({counts.get(name, 0)})" for name in store.recorded_class_names))
         print("blocks:    " + ", ".join(f"{b.name} ({b.channels})" for b in store.blocks.values()))
+    return 0
+
+
+@_command("analyze")
+def _analyze(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from seviz.stats import compute_statistics
+
+    stats = compute_statistics(args.store, blocks=_split(args.blocks), classes=_split(args.classes))
+    print(f"{'block':8} {'channels':>8} {'specificity':>11} {'chance':>6} {'var-ratio':>9} {'mean|1-s|':>9} "
+          f"{'>=0.95':>6} {'input-dep':>9}")
+    for name in stats.block_names:
+        block = stats.block(name)
+        sp, gb = block.specificity, block.behaviour
+        print(
+            f"{name:8} {block.channels:>8} {sp.accuracy:>11.3f} {sp.chance:>6.3f} {sp.variance_ratio:>9.3f} "
+            f"{gb.mean_abs_deviation:>9.4f} {gb.fraction_near_one:>6.3f} {gb.input_dependence:>9.4f}"
+        )
+    print("specificity: 5-fold nearest-centroid accuracy of the class from the excitation vector")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(stats.to_dict(), indent=2, allow_nan=False) + "\n")
+        print(f"wrote {args.json_out}")
+    return 0
+
+
+@_command("recommend")
+def _recommend(args: argparse.Namespace) -> int:
+    from seviz.recommend import Thresholds, recommend
+
+    overrides = {
+        key: getattr(args, key)
+        for key in ("identity_max_deviation", "identity_min_near_one", "constant_max_dependence")
+        if getattr(args, key) is not None
+    }
+    recommendation = recommend(args.store, Thresholds(**overrides))
+    json_path, md_path = recommendation.write(args.out, overwrite=args.overwrite)
+    print(recommendation.to_markdown())
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+@_command("plot")
+def _plot(args: argparse.Namespace) -> int:
+    from seviz.plots import save_figures
+    from seviz.stats import compute_statistics
+
+    blocks, classes = _split(args.blocks), _split(args.classes)
+    stats = compute_statistics(args.store, blocks=blocks, classes=classes)
+    paths = save_figures(
+        stats,
+        args.out,
+        formats=_split(args.formats) or ["png"],
+        blocks=blocks,
+        classes=classes,
+        channels=args.channels,
+        how="random" if args.random_channels else "first",
+        sort=args.sort,
+    )
+    print(f"wrote {len(paths)} figures to {args.out}")
+    return 0
+
+
+@_command("app")
+def _app(args: argparse.Namespace) -> int:
+    from seviz.app_launcher import launch_app
+
+    return launch_app(list(args.stores), root=args.root, port=args.port)
+
+
+@_command("demo")
+def _demo(args: argparse.Namespace) -> int:
+    from seviz.demo import run_demo
+
+    result = run_demo(
+        args.out,
+        overwrite=args.overwrite,
+        data=args.data,
+        images_per_class=args.images_per_class,
+        progress=not args.no_progress,
+    )
+    print(result.summary())
+    return 0
+
+
+@_command("prune")
+def _prune(args: argparse.Namespace) -> int:
+    from seviz.models import load_model
+    from seviz.pruning import prune_blocks, prune_from_recommendation
+
+    loaded = load_model(args.model, args.weights, args.num_classes, _split(args.class_names))
+    if args.recommendation:
+        pruned = prune_from_recommendation(loaded, args.recommendation, inplace=True)
+    else:
+        pruned = prune_blocks(loaded, _split(args.blocks), inplace=True)
+    path = pruned.save(args.out, overwrite=args.overwrite)
+    for edit in pruned.edits:
+        where = f" (folded into {edit.folded_into})" if edit.folded_into else ""
+        print(f"{edit.name}: {edit.action} -> {edit.replacement}{where}")
+    print(f"removed {pruned.params_removed:,} parameters; wrote {path}")
+    print(f"load it with: --model {args.model} --weights {path}")
+    return 0
+
+
+@_command("evaluate")
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from seviz.data import find_images
+    from seviz.evaluate import evaluate
+    from seviz.models import load_model
+    from seviz.pruning import prune_blocks, prune_from_recommendation
+
+    loaded = load_model(args.model, args.weights, args.num_classes, _split(args.class_names))
+    items = find_images(args.data, loaded, args.classes, args.images_per_class)
+    if args.pruned:
+        edited = load_model(args.model, args.pruned, args.num_classes, _split(args.class_names)).model
+    elif args.recommendation:
+        edited = prune_from_recommendation(loaded, args.recommendation)
+    elif args.blocks:
+        edited = prune_blocks(loaded, _split(args.blocks))
+    elif args.per_block:
+        edited = load_model(args.model, args.weights, args.num_classes, _split(args.class_names)).model
+    else:
+        raise ValueError("nothing to compare: pass --pruned FILE, --blocks GLOBS, --recommendation rec.json or --per-block")
+    report = evaluate(
+        loaded,
+        edited,
+        items,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        per_block=args.per_block,
+        progress=not args.no_progress,
+    )
+    print(report.summary())
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        print(f"wrote {args.json_out}")
+    return 0
+
+
+@_command("attribute")
+def _attribute(args: argparse.Namespace) -> int:
+    from seviz.attribute import attribute
+
+    summary = attribute(
+        args.store,
+        model=args.model,
+        weights=args.weights,
+        images_per_class=args.images_per_class,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    print(
+        f"attributed {summary.images} images of {len(summary.classes)} classes over {summary.blocks} blocks "
+        f"into {summary.store}\nmethod: {summary.method}"
+    )
     return 0
 
 

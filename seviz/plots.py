@@ -214,6 +214,7 @@ def save_figures(
     how: str = "first",
     sort: bool = False,
     dpi: int = 150,
+    class_figures: Sequence[str] | None = None,
 ) -> list[Path]:
     """Write Figure 6 per block, Figure 7 per class and the depth figure.
 
@@ -227,6 +228,7 @@ def save_figures(
         classes: Classes (default: up to the first 10).
         channels, how, sort: Channel subset and order (see :func:`plot_class_excitations`).
         dpi: Resolution of raster formats.
+        class_figures: Classes that get a Figure 7 (default: the same as ``classes``).
 
     Returns:
         The written paths, in a fixed order.
@@ -244,7 +246,7 @@ def save_figures(
     ]
     figures += [
         (f"class_{_safe(c)}", partial(plot_class_across_blocks, stats, c, names, channels, how, sort))
-        for c in chosen
+        for c in (chosen if class_figures is None else list(class_figures))
     ]
     figures.append(("depth", partial(plot_depth, stats, names)))
     from matplotlib import rc_context

@@ -1,0 +1,216 @@
+"""``seviz demo``: the whole job, offline, on the shipped demo model and images.
+
+Records the shipped CIFAR-10 sample with ``se_resnet50_cifar10`` (SE-ResNet-50's
+block structure, trained by ``data/train_demo_model.py``), computes the
+statistics, writes the recommendation and the paper's figures, attributes the
+gates with captum, then verifies the recommendation on the model with
+:func:`seviz.evaluate.evaluate` and repeats the paper's stage-5 experiment
+(all SE_5_* branches removed). Everything lands in one folder; the summary
+ends with the ``seviz app`` command that opens it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """Where the demo wrote its outputs, and the headline figures."""
+
+    out_dir: Path
+    store: Path
+    recommendation: Path
+    figures: list[Path]
+    evaluation: Path
+    stage5: Path
+    seconds: float
+    table: list[dict[str, Any]] = field(default_factory=list)
+    verified: dict[str, Any] = field(default_factory=dict)
+    stage5_figures: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        lines = [
+            f"seviz demo: {self.out_dir} ({self.seconds:.0f} s)",
+            "",
+            f"{'block':8} {'channels':>8} {'specificity':>11} {'mean|1-s|':>9} {'input-dep':>9} {'verdict':>8} "
+            f"{'remove-alone':>12}",
+        ]
+        for row in self.table:
+            delta = row.get("delta_top1")
+            delta_text = f"{100 * delta:+.2f} pt" if delta is not None else "-"
+            lines.append(
+                f"{row['name']:8} {row['channels']:>8} {row['specificity']:>11.3f} {row['mean_abs_deviation']:>9.4f} "
+                f"{row['input_dependence']:>9.4f} {row['verdict']:>8} {delta_text:>12}"
+            )
+        v = self.verified
+        if v.get("blocks"):
+            lines.append(
+                f"\nrecommendation ({', '.join(v['blocks'])} removed/folded), verified on {v['images']} images: "
+                f"top-1 {100 * v['top1_before']:.2f}% -> {100 * v['top1_after']:.2f}% "
+                f"({100 * (v['top1_after'] - v['top1_before']):+.2f} pt), agreement {100 * v['agreement_top1']:.2f}%, "
+                f"params -{v['params_removed']:,}"
+            )
+        else:
+            lines.append("\nno block was flagged identity or constant with the default thresholds; "
+                         "the per-block 'remove-alone' column shows what each removal would cost")
+        s = self.stage5_figures
+        lines.append(
+            f"stage-5 experiment (all SE_5_* removed): top-1 {100 * s['top1_before']:.2f}% -> "
+            f"{100 * s['top1_after']:.2f}% ({100 * (s['top1_after'] - s['top1_before']):+.2f} pt), "
+            f"params {s['params_before']:,} -> {s['params_after']:,} (SE share {100 * s['se_share_before']:.1f}% -> "
+            f"{100 * s['se_share_after']:.1f}%)"
+        )
+        lines += [
+            "",
+            f"store:          {self.store}",
+            f"recommendation: {self.recommendation} (+ .md)",
+            f"evaluation:     {self.evaluation}, {self.stage5}",
+            f"figures:        {len(self.figures)} files in {self.figures[0].parent if self.figures else '-'}",
+            "",
+            f"explore it:     seviz app {self.store}",
+        ]
+        return "\n".join(lines)
+
+
+def run_demo(
+    out: str | Path = "seviz-demo",
+    overwrite: bool = False,
+    data: str | Path | None = None,
+    images_per_class: int | None = None,
+    progress: bool = True,
+) -> DemoResult:
+    """Run record -> analyze -> recommend -> plot -> attribute -> verify on the demo model.
+
+    Args:
+        out: Folder for every output (created).
+        overwrite: Replace the outputs of an earlier demo in ``out``.
+        data: Image folder (default: the CIFAR-10 sample shipped with seviz).
+        images_per_class: Use the first N images of each class.
+        progress: Show progress bars.
+
+    Raises:
+        FileExistsError: ``out`` holds an earlier demo and ``overwrite`` is false.
+    """
+    from seviz.attribute import attribute
+    from seviz.data import find_images
+    from seviz.demo_model import DEMO_MODEL_NAME, sample_dir
+    from seviz.evaluate import evaluate
+    from seviz.models import load_model
+    from seviz.plots import save_figures
+    from seviz.pruning import prune_blocks, prune_from_recommendation
+    from seviz.recommend import recommend
+    from seviz.recording import record
+    from seviz.stats import compute_statistics
+
+    began = time.perf_counter()
+    out_dir = Path(out)
+    store = out_dir / "demo.h5"
+    if store.exists() and not overwrite:
+        raise FileExistsError(f"{str(out_dir)!r} already holds a demo ({store}); pass --overwrite or another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(data) if data else sample_dir()
+
+    log.info("1/6 recording %s on %s", DEMO_MODEL_NAME, data_dir)
+    record(
+        DEMO_MODEL_NAME,
+        data_dir,
+        store,
+        images_per_class=images_per_class,
+        batch_size=100,
+        workers=0,
+        overwrite=True,
+        progress=progress,
+        command="seviz demo",
+    )
+    log.info("2/6 statistics")
+    stats = compute_statistics(store)
+    (out_dir / "stats.json").write_text(json.dumps(stats.to_dict(per_class=False), indent=2, allow_nan=False) + "\n")
+    log.info("3/6 recommendation and figures")
+    recommendation = recommend(stats)
+    rec_json, _ = recommendation.write(out_dir / "rec.json", overwrite=True)
+    # PNG only, Figure 7 for the first four classes: the demo stays within minutes on 2 cores;
+    # `seviz plot` draws every class in PNG and SVG.
+    figures = save_figures(stats, out_dir / "figures", formats=("png",), class_figures=stats.class_names[:4])
+    log.info("4/6 captum attributions")
+    attribute(store, progress=progress)
+
+    log.info("5/6 verifying the recommendation")
+    loaded = load_model(DEMO_MODEL_NAME)
+    items = find_images(data_dir, loaded, None, images_per_class)
+    flagged = [b.name for b in recommendation.blocks if b.verdict != "keep"]
+    if flagged:
+        edited = prune_from_recommendation(loaded, rec_json)
+        edited.save(out_dir / "pruned.safetensors", overwrite=True)
+    else:
+        edited = load_model(DEMO_MODEL_NAME).model  # an unedited twin: only the per-block deltas matter
+    report = evaluate(loaded, edited, items, batch_size=100, per_block=True, progress=progress)
+    evaluation_path = out_dir / "evaluation.json"
+    evaluation_path.write_text(report.to_json())
+
+    log.info("6/6 the paper's stage-5 experiment")
+    stage5 = prune_blocks(loaded, "SE_5_*")
+    stage5_report = evaluate(loaded, stage5, items, batch_size=100, progress=progress)
+    stage5_path = out_dir / "stage5.json"
+    stage5_path.write_text(stage5_report.to_json())
+
+    se_params = sum(stats_block.params for stats_block in _block_infos(store))
+    stage5_params = sum(b.params for b in _block_infos(store) if b.name.startswith("SE_5_"))
+    removal = {b.name: b for b in report.per_block or ()}
+    table = []
+    for verdict in recommendation.blocks:
+        block = stats.block(verdict.name)
+        table.append(
+            {
+                "name": verdict.name,
+                "channels": block.channels,
+                "specificity": block.specificity.accuracy,
+                "mean_abs_deviation": block.behaviour.mean_abs_deviation,
+                "input_dependence": block.behaviour.input_dependence,
+                "verdict": verdict.verdict,
+                "delta_top1": removal[verdict.name].delta_top1 if verdict.name in removal else None,
+            }
+        )
+    params_before = report.original.params
+    result = DemoResult(
+        out_dir=out_dir,
+        store=store,
+        recommendation=rec_json,
+        figures=figures,
+        evaluation=evaluation_path,
+        stage5=stage5_path,
+        seconds=time.perf_counter() - began,
+        table=table,
+        verified={
+            "blocks": flagged,
+            "images": report.images,
+            "top1_before": report.original.top1,
+            "top1_after": report.edited.top1,
+            "agreement_top1": report.agreement_top1,
+            "params_removed": report.original.params - report.edited.params,
+        },
+        stage5_figures={
+            "top1_before": stage5_report.original.top1,
+            "top1_after": stage5_report.edited.top1,
+            "params_before": params_before,
+            "params_after": stage5_report.edited.params,
+            "se_share_before": se_params / params_before,
+            "se_share_after": (se_params - stage5_params) / stage5_report.edited.params,
+        },
+    )
+    (out_dir / "summary.txt").write_text(result.summary() + "\n")
+    return result
+
+
+def _block_infos(store_path: Path):
+    from seviz.store import open_store
+
+    with open_store(store_path) as store:
+        return list(store.blocks.values())
