@@ -162,7 +162,8 @@ class Recommendation:
             f"# SE block recommendation: {self.model}",
             "",
             f"Store `{s.get('file', '')}`: {s.get('samples', 0)} samples, "
-            f"created {s.get('created', '') or '?'}"
+            f"created {s.get('created', '') or '?'}; recorded in {s.get('precision', 'fp32')} "
+            f"(max gate error vs fp32 {s.get('gate_error_max_abs', 0.0):.2g})"
             + ("" if s.get("complete", True) else " (incomplete recording)")
             + ".",
             f"Thresholds: `identity` if mean \\|1 - s\\| <= {t.identity_max_deviation:g} and at least "
