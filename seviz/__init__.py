@@ -27,7 +27,21 @@ _EXPORTS = {
     "resolve_classes": "seviz.classes",
     "find_images": "seviz.data",
     "compute_statistics": "seviz.stats",
+    "StatsSettings": "seviz.stats",
+    "Thresholds": "seviz.recommend",
+    "Recommendation": "seviz.recommend",
+    "load_recommendation": "seviz.recommend",
+    "save_figures": "seviz.plots",
+    "prune_blocks": "seviz.pruning",
+    "prune_from_recommendation": "seviz.pruning",
+    "PrunedModel": "seviz.pruning",
+    "EvaluationReport": "seviz.evaluate",
+    "run_demo": "seviz.demo",
+    "launch_app": "seviz.app_launcher",
 }
+# ``recommend``, ``evaluate`` and ``attribute`` are modules as well as functions: import the
+# functions from them (``from seviz.recommend import recommend``), so that a
+# submodule import never shadows a name exported here.
 
 __all__ = ["__version__", *_EXPORTS]
 
