@@ -5,6 +5,11 @@ Usage (from the repository root, CIFAR-10 JPEG tree unpacked from
 
     python data/train_demo_model.py --cifar DIR --epochs 18 --out data/
 
+The shipped weights were trained in two phases (see ``training.commands`` in
+``data/se_resnet50_cifar10.json``): 3 epochs of an 18-epoch schedule
+(``--stop-after 3``), then 11 epochs of a fresh schedule from those weights
+(``--init-from``).
+
 Seeded and resumable: a checkpoint is written after every epoch to
 ``--checkpoint`` and a rerun continues from it. The result is
 ``se_resnet50_cifar10.safetensors`` and ``se_resnet50_cifar10.json`` (class
@@ -100,6 +105,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=Path("demo_train_checkpoint.pt"))
     parser.add_argument("--cache", type=Path, default=Path(".cache/cifar10"))
     parser.add_argument("--no-bf16", action="store_true", help="train in fp32 even where bf16 is supported")
+    parser.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after this epoch")
     parser.add_argument("--pct-start", type=float, default=0.25, help="share of the schedule spent warming up")
     parser.add_argument(
         "--init-from",
@@ -182,6 +188,9 @@ def main() -> None:
             },
             args.checkpoint,
         )
+        if args.stop_after is not None and epoch + 1 >= args.stop_after:
+            log.info("stopping after epoch %d (--stop-after); continue with --init-from %s", epoch + 1, args.checkpoint)
+            return
 
     from safetensors.torch import save_file
 
