@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-gate-error", type=float, default=0.02, help="bound on fast-mode gate error (0.02)")
     p.add_argument("--fallback", action="store_true", help="record in fp32 if the fast mode is out of bound")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--decode", default="cpu", choices=["cpu", "gpu"], help="gpu: decode JPEGs on the CUDA device")
 
     p = commands.add_parser("blocks", help="list the SE blocks seviz finds in a model")
     _add_model_arguments(p, weights_default="random")
@@ -177,6 +178,7 @@ def _record(args: argparse.Namespace) -> int:
         fallback=args.fallback,
         progress=not args.no_progress,
         command=shlex.join(["seviz", *sys.argv[1:]]),
+        decode=args.decode,
     )
     print(
         f"store:    {summary.store}\n"

@@ -185,6 +185,22 @@ class _ImageDataset:
             return None, position, f"{type(error).__name__}: {error}"[:200]
 
 
+class _BytesDataset(_ImageDataset):
+    """Workers read file bytes only; decoding happens on the device (seviz.device_decode)."""
+
+    def __getitem__(self, position: int):
+        from seviz.device_decode import read_bytes
+
+        try:
+            return read_bytes(self.items[position].path), position, ""
+        except Exception as error:
+            return None, position, f"{type(error).__name__}: {error}"[:200]
+
+
+def _collate_bytes(samples):
+    return samples
+
+
 def _collate(samples):
     import torch
 
@@ -211,9 +227,12 @@ def iterate_batches(
     workers: int = 0,
     start: int = 0,
     pin_memory: bool = False,
+    decode_device: Any = None,
 ) -> Iterator[Batch]:
     """Decode and preprocess ``items[start:]`` in batches (in DataLoader workers when ``workers > 0``).
 
+    With ``decode_device`` (a torch device) workers only read bytes and JPEGs
+    are decoded and preprocessed on that device (see :mod:`seviz.device_decode`).
     Unreadable files are reported in ``Batch.skipped`` (and logged), never raised.
     """
     from torch.utils.data import DataLoader
@@ -221,17 +240,29 @@ def iterate_batches(
     if batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {batch_size}")
     remaining = list(items[start:])
+    on_device = decode_device is not None
     loader = DataLoader(
-        _ImageDataset(remaining, make_transform(data_config)),
+        _BytesDataset(remaining, None) if on_device else _ImageDataset(remaining, make_transform(data_config)),
         batch_size=batch_size,
         shuffle=False,
         num_workers=max(0, workers),
-        collate_fn=_collate,
-        pin_memory=pin_memory,
+        collate_fn=_collate_bytes if on_device else _collate,
+        pin_memory=pin_memory and not on_device,
         persistent_workers=False,
         prefetch_factor=4 if workers > 0 else None,
     )
-    for images, positions, failed, consumed in loader:
+    for loaded in loader:
+        if on_device:
+            from seviz.device_decode import decode_batch
+
+            readable = [(data, p) for data, p, _ in loaded if data is not None]
+            images, ok, bad = decode_batch([d for d, _ in readable], data_config, decode_device)
+            positions = [readable[i][1] for i in ok]
+            failed = [(p, reason) for data, p, reason in loaded if data is None]
+            failed += [(readable[i][1], reason) for i, reason in bad]
+            consumed = len(loaded)
+        else:
+            images, positions, failed, consumed = loaded
         skipped = [(remaining[p].path, reason) for p, reason in failed]
         for path, reason in skipped:
             log.warning("skipping unreadable image %s (%s)", path, reason)

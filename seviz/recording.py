@@ -168,6 +168,7 @@ def record(
     fallback: bool = False,
     progress: bool = True,
     command: str = "",
+    decode: str = "cpu",
 ) -> RecordSummary:
     """Record the SE gates of ``model`` on the images under ``data`` into the store ``out``.
 
@@ -193,6 +194,8 @@ def record(
         fallback: Record in fp32 when the fast mode exceeds ``max_gate_error``.
         progress: Show a progress bar.
         command: The command line, stored for provenance.
+        decode: ``cpu`` (PIL in DataLoader workers) or ``gpu`` (JPEG decoding and
+            preprocessing on the CUDA device; see :mod:`seviz.device_decode`).
 
     Returns:
         A :class:`RecordSummary`.
@@ -218,6 +221,10 @@ def record(
     if not Path(data).expanduser().is_dir():
         raise FileNotFoundError(f"data folder {str(data)!r} does not exist; pass --data with a folder of images")
     torch_device = resolve_device(device)
+    if decode not in ("cpu", "gpu"):
+        raise ValueError(f"unknown --decode {decode!r}; use cpu or gpu")
+    if decode == "gpu" and torch_device.type != "cuda":
+        raise ValueError("--decode gpu needs a CUDA device (--device cuda); on CPU use --decode cpu")
     mode = fast.FastMode(precision, channels_last, compile)
     fast.check_supported(mode, torch_device)
 
@@ -283,6 +290,7 @@ def record(
                 workers=workers,
                 start=writer.consumed,
                 pin_memory=torch_device.type == "cuda",
+                decode_device=torch_device if decode == "gpu" else None,
             ):
                 if batch.images is not None:
                     with fast.autocast(mode, torch_device):
