@@ -480,12 +480,20 @@ class Store:
             rows = slice(*rows.indices(len(self)))
         return np.asarray(data[rows], dtype=np.float32)
 
-    def iter_chunks(self, name: str, rows: int = 8192) -> Iterator[tuple[slice, np.ndarray]]:
-        """Yield ``(row_slice, gates)`` chunks of one block: memory stays bounded."""
+    def iter_chunks(
+        self, name: str, rows: int = 8192, dtype: np.dtype | str | None = np.float32
+    ) -> Iterator[tuple[slice, np.ndarray]]:
+        """Yield ``(row_slice, gates)`` chunks of one block: memory stays bounded.
+
+        ``dtype`` is the type of the yielded gates; ``None`` keeps the stored
+        type (float16 or float32), which skips a conversion that costs several
+        times the read itself.
+        """
         data = self._dataset(name)
         for start in range(0, len(self), rows):
             stop = min(len(self), start + rows)
-            yield slice(start, stop), np.asarray(data[start:stop], dtype=np.float32)
+            chunk = data[start:stop]
+            yield slice(start, stop), chunk if dtype is None else np.asarray(chunk, dtype=dtype)
 
     def class_mask(self, class_name: str) -> np.ndarray:
         if class_name not in set(self.class_names.tolist()):
