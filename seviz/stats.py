@@ -322,6 +322,8 @@ def store_identity(store: Store) -> dict[str, Any]:
         "samples": len(store),
         "complete": bool(store.complete),
         "dtype": str(attrs.get("dtype", "")),
+        "precision": str(attrs.get("precision", "fp32")),
+        "gate_error_max_abs": float(store.json_attr("gate_error", {}).get("max_abs", 0.0) or 0.0),
     }
 
 
