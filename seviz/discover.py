@@ -210,7 +210,11 @@ def _candidates(model: nn.Module) -> list[tuple[str, nn.Module, SEAdapter]]:
         if adapter is None:
             continue
         found.append((path, module, adapter))
-        claimed.update(id(m) for m in module.modules())
+        if adapter not in _STRUCTURAL:
+            # A structural match is a guess until the probe pass confirms it (a
+            # classifier with a pooled sigmoid head looks like one), so it must not
+            # hide the SE blocks inside it.
+            claimed.update(id(m) for m in module.modules())
     return found
 
 
@@ -267,8 +271,7 @@ def discover_se_gates(model: nn.Module, input_size: tuple[int, int, int] = (3, 2
             handle.remove()
 
     by_path = {path: (module, adapter) for path, module, adapter in candidates}
-    gates: list[SEGate] = []
-    names: set[str] = set()
+    accepted: dict[str, int] = {}
     for path in dict.fromkeys(order):  # forward order, first call of each
         module, adapter = by_path[path]
         shape = gate_shapes[path]
@@ -277,6 +280,22 @@ def discover_se_gates(model: nn.Module, input_size: tuple[int, int, int] = (3, 2
             log.debug("skipping %s: gate output %s is not one value per channel", path, shape)
             continue
         channels = shape[1] if len(shape) == 2 or shape[2:] == (1, 1) else shape[3]
+        block_input = input_shapes.get(path, ())
+        scaled = (block_input[1], block_input[-1]) if len(block_input) in (2, 4) else (channels,)
+        if adapter in _STRUCTURAL and channels not in scaled:  # not one gate per input channel
+            log.debug("skipping %s: %d gate values for an input of shape %s", path, channels, block_input)
+            continue
+        accepted[path] = int(channels)
+    # A confirmed block may hold a structural match of its own; the outer block is the SE block.
+    accepted = {
+        path: channels
+        for path, channels in accepted.items()
+        if not any(other != path and (other == "" or path.startswith(other + ".")) for other in accepted)
+    }
+    gates: list[SEGate] = []
+    names: set[str] = set()
+    for path, channels in accepted.items():
+        module, adapter = by_path[path]
         position = stage_and_block(path) or (1, len(gates) + 1)
         name = _unique(f"SE_{position[0]}_{position[1]}", names)
         names.add(name)

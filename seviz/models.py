@@ -11,8 +11,9 @@
   returns an ``nn.Module``.
 
 ``--weights`` is ``pretrained`` (timm's Hugging Face cache or a download;
-``HF_HUB_OFFLINE=1`` is honoured), ``random``, or a file (``.safetensors``, or
-``.pt``/``.pth`` read with ``torch.load(weights_only=True)``).
+``HF_HUB_OFFLINE=1`` is honoured), ``random`` (seeded: the same network on
+every call), or a file (``.safetensors``, or ``.pt``/``.pth`` read with
+``torch.load(weights_only=True)``).
 """
 
 from __future__ import annotations
@@ -147,7 +148,16 @@ def load_model(
     spec = spec.strip()
     # Registered families first; timm, which knows the most names, is the fallback.
     build = next((b.build for b in _BUILDERS if b.matches(spec)), _build_timm)
-    loaded = build(spec, weights=weights, num_classes=num_classes, class_names=class_names)
+    if weights == "random":
+        import torch
+
+        # Seeded, so that "random" names one network: its sha256 is stable and an
+        # interrupted --weights random run can be --resume'd. The caller's RNG is untouched.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            loaded = build(spec, weights=weights, num_classes=num_classes, class_names=class_names)
+    else:
+        loaded = build(spec, weights=weights, num_classes=num_classes, class_names=class_names)
     loaded.model.to(device).eval()
     return loaded
 
@@ -319,7 +329,8 @@ def _build_demo(spec: str, weights: str, num_classes: int | None, class_names: S
     else:
         source, sha = _apply_weights(model, weights)
     names = tuple(config["class_names"])
-    return LoadedModel(model, spec, spec, source, sha, names, None, dict(config["pretrained_cfg"]))
+    data_config = _clean_data_config(dict(config["pretrained_cfg"]))  # the shipped JSON holds lists
+    return LoadedModel(model, spec, spec, source, sha, names, None, data_config)
 
 
 def _is_factory(spec: str) -> bool:

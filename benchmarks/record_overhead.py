@@ -1,0 +1,339 @@
+"""What does recording SE gates cost on top of plain inference, and does memory grow with the run?
+
+Two measurements, from one run on one machine:
+
+(a) Throughput. A random-weight ``se_resnet50`` (timm ``legacy_seresnet50``,
+    224x224 after its own preprocessing) on CPU, over the same generated JPEG
+    folder and the same batches. Methods are registered in :data:`METHODS`,
+    each paired with the baseline it is compared to. In every round a method
+    runs right beside its baseline (which goes first alternates by round), so
+    each ratio compares two passes under the same machine load; the figures
+    are medians over rounds (of images/s, and of the per-round ratios):
+
+    * ``inference``: ``model(x)`` on pre-decoded batches (the baseline);
+    * ``recorder+store``: the same batches with seviz's gate hooks
+      (:class:`~seviz.recorder.Recorder`), top-5, and the background HDF5
+      writer appending every batch to a store: recording minus decoding;
+    * ``decode+inference``: images decoded by seviz's DataLoader
+      (:func:`~seviz.data.iterate_batches`), then ``model(x)`` on a freshly
+      loaded model, as ``record()`` has (the baseline of the full path);
+    * ``record()``: the full ``seviz.record(...)`` from the JPEG folder into a
+      store; its throughput is the one ``record`` reports (the image loop,
+      after the model is loaded).
+
+    It prints each method's images/s and its ratio to its baseline (target
+    >= 0.95 for recording).
+
+(b) Peak memory. ``seviz.record`` of the demo model (``se_resnet50_cifar10``,
+    random weights, 32x32 inputs, batch 16) on N and on 10N generated images,
+    each in a fresh subprocess started before this process imports torch; peak
+    RSS is ``ru_maxrss`` of that subprocess (the RSS at its end and the peak of
+    its largest DataLoader worker are printed too). 10x more images must add
+    < 50 MB. N should hold a few full batches, so that both runs reach the
+    same activation peak.
+
+Usage::
+
+    python benchmarks/record_overhead.py [--images 64] [--batch-size 16] [--rounds 3]
+                                         [--memory-images 64] [--workers 2] [--skip-memory]
+
+A new way of recording (issue 6: bf16, channels-last, compile) is one more
+``@method(name, baseline=...)`` function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Context:
+    """What every method gets: one model, its gates, one image folder and its decoded batches."""
+
+    loaded: Any
+    gates: list
+    data: Path
+    items: list
+    batches: list  # pre-decoded (B, 3, H, W) tensors
+    work: Path
+    batch_size: int
+    workers: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    run: Callable[[Context], float]  # returns images per second
+    baseline: str | None  # the method this one is compared to
+
+
+METHODS: dict[str, Method] = {}
+
+
+def method(name: str, baseline: str | None = None):
+    """Register a throughput method (returns images/s), compared to ``baseline``."""
+
+    def decorator(run: Callable[[Context], float]) -> Callable[[Context], float]:
+        METHODS[name] = Method(name, run, baseline)
+        return run
+
+    return decorator
+
+
+@method("inference")
+def _inference(ctx: Context) -> float:
+    import torch
+
+    model = ctx.loaded.model
+    start = time.perf_counter()
+    with torch.no_grad():
+        for images in ctx.batches:
+            model(images)
+    return sum(len(b) for b in ctx.batches) / (time.perf_counter() - start)
+
+
+@method("recorder+store", baseline="inference")
+def _recorder_and_store(ctx: Context) -> float:
+    import torch
+
+    from seviz.recorder import Recorder
+    from seviz.recording import _BackgroundWriter, _topk
+    from seviz.store import SampleBatch, StoreWriter
+
+    model = ctx.loaded.model
+    path = ctx.work / "recorder_store.h5"
+    writer = StoreWriter(path, [g.info() for g in ctx.gates], {"model": "benchmark"}, overwrite=True)
+    labels = [item.label for item in ctx.items]
+    names = [item.class_name for item in ctx.items]
+    paths = [item.path for item in ctx.items]
+    start = time.perf_counter()
+    background = _BackgroundWriter(writer)
+    first = 0
+    with torch.no_grad(), Recorder(model, ctx.gates) as recorder:
+        for images in ctx.batches:
+            logits = model(images)
+            captured = recorder.pop()
+            topk_index, topk_prob = _topk(logits)
+            last = first + len(images)
+            background.put(
+                SampleBatch(
+                    label=np.asarray(labels[first:last], dtype=np.int64),
+                    class_name=names[first:last],
+                    path=paths[first:last],
+                    topk_index=topk_index,
+                    topk_prob=topk_prob,
+                    gates={name: t.float().cpu().numpy() for name, t in captured.items()},
+                    consumed=len(images),
+                )
+            )
+            first = last
+    background.finish()
+    seconds = time.perf_counter() - start
+    writer.close(complete=True)
+    return first / seconds
+
+
+@method("decode+inference")
+def _decode_and_inference(ctx: Context) -> float:
+    import torch
+
+    from seviz.data import iterate_batches
+    from seviz.models import load_model
+
+    # A freshly loaded model, as record() uses: both start with cold oneDNN caches.
+    model = load_model("se_resnet50", "random", device="cpu").model
+    count = 0
+    start = time.perf_counter()
+    with torch.no_grad():
+        for batch in iterate_batches(
+            ctx.items, ctx.loaded.data_config, batch_size=ctx.batch_size, workers=ctx.workers
+        ):
+            model(batch.images)
+            count += len(batch.items)
+    return count / (time.perf_counter() - start)
+
+
+@method("record()", baseline="decode+inference")
+def _record(ctx: Context) -> float:
+    from seviz.recording import record
+
+    summary = record(
+        model="se_resnet50",
+        weights="random",
+        data=ctx.data,
+        out=ctx.work / "record.h5",
+        images_per_class=ctx.extra["images_per_class"],
+        batch_size=ctx.batch_size,
+        workers=ctx.workers,
+        device="cpu",
+        overwrite=True,
+        progress=False,
+    )
+    assert summary.samples == len(ctx.items), summary
+    return summary.images_per_second
+
+
+def write_images(root: Path, classes: dict[str, int], size: int, seed: int = 0) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for name, count in classes.items():
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            # smooth noise, so the JPEGs decode like photos rather than static
+            small = rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
+            Image.fromarray(small).resize((size, size), Image.BILINEAR).save(
+                folder / f"{i:05d}.jpg", quality=90
+            )
+
+
+def throughput(args: argparse.Namespace, work: Path) -> None:
+    import torch
+
+    from seviz.data import find_images, iterate_batches
+    from seviz.discover import discover_se_gates
+    from seviz.models import load_model
+
+    per_class = args.images // 2
+    data = work / "throughput"
+    write_images(data, {"goldfish": per_class, "pug": per_class}, size=256)
+    loaded = load_model("se_resnet50", "random", device="cpu")
+    gates = discover_se_gates(loaded.model, tuple(loaded.data_config["input_size"]))
+    items = find_images(data, loaded, images_per_class=per_class)
+    batches = [b.images for b in iterate_batches(items, loaded.data_config, batch_size=args.batch_size)]
+    ctx = Context(loaded, gates, data, items, batches, work, args.batch_size, args.workers)
+    ctx.extra["images_per_class"] = per_class
+    chosen = [m for m in METHODS.values() if not args.methods or m.name in args.methods]
+    pairs = [(m.baseline, m.name) for m in chosen if m.baseline is not None]
+    alone = [m.name for m in chosen if m.baseline is None and all(m.name != b for b, _ in pairs)]
+    print(
+        f"(a) throughput: se_resnet50 (random weights, {len(gates)} SE blocks), CPU, "
+        f"{torch.get_num_threads()} threads, {len(items)} JPEGs 256x256 -> "
+        f"{tuple(loaded.data_config['input_size'])}, batch {args.batch_size}, {args.workers} decode workers; "
+        f"{args.rounds} rounds; each method runs right beside its baseline (order alternating by round), "
+        "so a ratio compares two passes under the same machine load"
+    )
+    with torch.no_grad():  # warm-up: first-call allocations and oneDNN primitive caches
+        loaded.model(batches[0])
+    speeds: dict[str, list[float]] = {}
+    ratios: dict[str, list[float]] = {name: [] for _, name in pairs}
+    for round_index in range(args.rounds):
+        line = []
+        for baseline, name in pairs:
+            order = (baseline, name) if round_index % 2 == 0 else (name, baseline)
+            measured = {which: METHODS[which].run(ctx) for which in order}
+            for which, value in measured.items():
+                speeds.setdefault(which, []).append(value)
+            ratios[name].append(measured[name] / measured[baseline])
+            line.append(
+                f"{name} {measured[name]:.2f} / {baseline} {measured[baseline]:.2f} = {ratios[name][-1]:.3f}"
+            )
+        for name in alone:
+            speeds.setdefault(name, []).append(METHODS[name].run(ctx))
+            line.append(f"{name} {speeds[name][-1]:.2f}")
+        print(f"  round {round_index + 1}: " + "; ".join(line), flush=True)
+    print(f"  {'method':<18} {'images/s (median)':>18}  median ratio to its baseline (target >= 0.95)")
+    for name, values in speeds.items():
+        baseline = METHODS[name].baseline
+        ratio = f"{statistics.median(ratios[name]):.3f} of {baseline}" if name in ratios else "(baseline)"
+        print(f"  {name:<18} {statistics.median(values):>18.2f}  {ratio}")
+
+
+_MEMORY_CHILD = r"""
+import json, re, resource, sys
+inherited = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from seviz.recording import record
+data, out, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
+summary = record(model="se_resnet50_cifar10", weights="random", data=data, out=out, batch_size=16,
+                 workers=workers, device="cpu", progress=False)
+with open("/proc/self/status") as status:
+    final = int(re.search(r"VmRSS:\s+(\d+)", status.read()).group(1)) / 1024
+print(json.dumps({
+    "samples": summary.samples,
+    "inherited_mb": inherited,
+    "self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "final_mb": final,
+    "worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    "seconds": summary.seconds,
+}))
+"""
+
+
+def memory(args: argparse.Namespace, work: Path) -> None:
+    sizes = (args.memory_images, 10 * args.memory_images)
+    print(
+        f"(b) peak RSS: seviz.record of se_resnet50_cifar10 (demo model, random weights, 32x32), batch 16, "
+        f"{args.workers} decode workers, each run in a fresh subprocess"
+    )
+    peaks = {}
+    for size in sizes:
+        data = work / f"memory_{size}"
+        write_images(data, {"cat": size // 2, "dog": size - size // 2}, size=32, seed=size)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _MEMORY_CHILD,
+                str(data),
+                str(work / f"memory_{size}.h5"),
+                str(args.workers),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        figures = json.loads(result.stdout.strip().splitlines()[-1])
+        peaks[size] = figures
+        print(
+            f"  {figures['samples']:>6} images: peak RSS {figures['self_mb']:.1f} MB, RSS at the end "
+            f"{figures['final_mb']:.1f} MB, largest worker {figures['worker_mb']:.1f} MB; "
+            f"{figures['seconds']:.1f} s recording"
+        )
+        if figures["inherited_mb"] > 0.5 * figures["self_mb"]:
+            print(
+                f"  (warning: {figures['inherited_mb']:.0f} MB of that peak was inherited from this process)"
+            )
+    small, large = (peaks[s]["self_mb"] for s in sizes)
+    verdict = "OK" if large - small < 50 else "ABOVE the 50 MB bound"
+    print(f"  10x more images: {large - small:+.1f} MB peak RSS ({verdict})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=64, help="throughput images (two classes)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="DataLoader decode workers (seviz's default: 2)"
+    )
+    parser.add_argument("--methods", nargs="*", default=None, help=f"subset of {', '.join(METHODS)}")
+    parser.add_argument("--memory-images", type=int, default=64, help="the small run; the large one is 10x")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="seviz-bench-") as tmp:
+        work = Path(tmp)
+        # Memory first: on Linux a child's ru_maxrss starts at its parent's RSS when it is
+        # forked (it survives fork and exec), so the children must fork from a lean process.
+        if not args.skip_memory:
+            memory(args, work)
+        if not args.skip_throughput:
+            throughput(args, work)
+
+
+if __name__ == "__main__":
+    main()
