@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from seviz.attribute import attribute
@@ -13,20 +12,8 @@ from seviz.store import StoreError, open_store
 
 
 @pytest.fixture()
-def weights(tmp_path):
-    """Demo-model weights whose residual branches are live (timm zero-inits the last BN)."""
-    from safetensors.torch import save_file
-
-    from seviz.demo_model import build_demo_model
-
-    torch.manual_seed(1)
-    model = build_demo_model()
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
-    path = tmp_path / "w.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return str(path)
+def weights(live_demo_weights):
+    return live_demo_weights
 
 
 @pytest.fixture()
@@ -76,7 +63,8 @@ def test_attributions_are_mean_gradient_x_activation_per_class(store, weights):
     assert "LayerGradientXActivation" in table.method
     ship_rows = [i for i, n in enumerate(names) if n == "ship"]
     manual = np.mean(
-        [_manual_gradient_x_activation(weights, paths[i], int(labels[i]), block.module) for i in ship_rows], axis=0
+        [_manual_gradient_x_activation(weights, paths[i], int(labels[i]), block.module) for i in ship_rows],
+        axis=0,
     )
     np.testing.assert_allclose(table.values[1], manual, rtol=1e-3, atol=1e-6)
     assert np.abs(manual).max() > 0  # a live block, not a vacuous comparison

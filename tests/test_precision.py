@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
+from seviz.demo_model import sample_dir, weights_path
 from seviz.precision import FastMode, GateErrorTooLarge, _cpu_has_bf16, check_supported
 from seviz.recording import record
-from seviz.demo_model import sample_dir, weights_path
 from seviz.store import open_store
 
 needs_bf16 = pytest.mark.skipif(not _cpu_has_bf16(), reason="this CPU has no native bf16")
@@ -29,23 +29,6 @@ def cifar_like(tmp_path):
     return root
 
 
-@pytest.fixture()
-def trained_like_weights(tmp_path):
-    """Demo-model weights with non-trivial BatchNorms, so every SE gate matters."""
-    from safetensors.torch import save_file
-
-    from seviz.demo_model import build_demo_model
-
-    torch.manual_seed(0)
-    model = build_demo_model()
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
-    path = tmp_path / "weights.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return str(path)
-
-
 def _record(data, out, weights, **kwargs):
     return record(
         "se_resnet50_cifar10", data, out, weights=weights, batch_size=6, workers=0, progress=False, **kwargs
@@ -58,7 +41,14 @@ def test_bf16_gates_stay_within_the_stored_error_bound(tmp_path):
     """On the trained demo model: the stored calibration error is what the two stores show, and holds for the run."""
     kwargs = dict(images_per_class=3, batch_size=10, workers=0, progress=False, dtype="float32")
     record("se_resnet50_cifar10", sample_dir(), tmp_path / "exact.h5", **kwargs)
-    record("se_resnet50_cifar10", sample_dir(), tmp_path / "fast.h5", precision="bf16", channels_last=True, **kwargs)
+    record(
+        "se_resnet50_cifar10",
+        sample_dir(),
+        tmp_path / "fast.h5",
+        precision="bf16",
+        channels_last=True,
+        **kwargs,
+    )
     with open_store(tmp_path / "exact.h5") as a, open_store(tmp_path / "fast.h5") as b:
         error = b.json_attr("gate_error")
         assert b.attrs["precision"] == "bf16+channels_last" and a.attrs["precision"] == "fp32"
@@ -76,19 +66,24 @@ def test_bf16_gates_stay_within_the_stored_error_bound(tmp_path):
 
 @needs_bf16
 def test_calibration_refuses_a_run_above_the_bound_and_keeps_existing_output(
-    cifar_like, trained_like_weights, tmp_path
+    cifar_like, live_demo_weights, tmp_path
 ):
     out = tmp_path / "fast.h5"
     out.write_bytes(b"an earlier file")
     with pytest.raises(GateErrorTooLarge, match="max-gate-error"):
-        _record(cifar_like, out, trained_like_weights, precision="bf16", max_gate_error=1e-7, overwrite=True)
+        _record(cifar_like, out, live_demo_weights, precision="bf16", max_gate_error=1e-7, overwrite=True)
     assert out.read_bytes() == b"an earlier file"  # refused before anything was written
 
 
 @needs_bf16
-def test_fallback_records_exact_fp32_and_says_so(cifar_like, trained_like_weights, tmp_path):
+def test_fallback_records_exact_fp32_and_says_so(cifar_like, live_demo_weights, tmp_path):
     summary = _record(
-        cifar_like, tmp_path / "fb.h5", trained_like_weights, precision="bf16", max_gate_error=1e-7, fallback=True
+        cifar_like,
+        tmp_path / "fb.h5",
+        live_demo_weights,
+        precision="bf16",
+        max_gate_error=1e-7,
+        fallback=True,
     )
     assert summary.precision == "fp32"
     with open_store(tmp_path / "fb.h5") as store:
