@@ -101,6 +101,20 @@ def prepare_input(images: torch.Tensor, mode: FastMode, device: torch.device) ->
     return images
 
 
+def pad_batch(images: torch.Tensor, size: int) -> torch.Tensor:
+    """``images`` with zero images appended up to ``size`` rows (eval-mode rows are independent)."""
+    import torch
+
+    missing = size - len(images)
+    if missing <= 0:
+        return images
+    padding = images.new_zeros((missing, *images.shape[1:]))
+    padded = torch.cat([images, padding])
+    if images.dim() == 4 and images.is_contiguous(memory_format=torch.channels_last):
+        padded = padded.contiguous(memory_format=torch.channels_last)
+    return padded
+
+
 def calibrate(
     model: nn.Module,
     gates: Sequence[SEGate],

@@ -250,7 +250,8 @@ def record(
 
     gate_error: dict[str, Any] = {"precision": "fp32", "max_abs": 0.0, "mean_abs": 0.0, "exact": True}
     if not mode.exact:
-        first = next(iterate_batches(items, loaded.data_config, batch_size=min(batch_size, 16)), None)
+        # A whole first batch: a compiled model then sees the loop's batch shape here already.
+        first = next(iterate_batches(items, loaded.data_config, batch_size=batch_size), None)
         if first is not None and first.images is not None:
             gate_error = fast.calibrate(loaded.model, gates, first.images, mode, torch_device, max_gate_error)
             mode = fast.enforce_bound(gate_error, mode, fallback)
@@ -293,9 +294,13 @@ def record(
                 decode_device=torch_device if decode == "gpu" else None,
             ):
                 if batch.images is not None:
+                    images = fast.prepare_input(batch.images, mode, torch_device)
+                    rows = len(images)
+                    if mode.compile:  # one batch shape: a short last batch would recompile
+                        images = fast.pad_batch(images, batch_size)
                     with fast.autocast(mode, torch_device):
-                        logits = runner(fast.prepare_input(batch.images, mode, torch_device))
-                    captured = recorder.pop()
+                        logits = runner(images)[:rows]
+                    captured = {name: gate[:rows] for name, gate in recorder.pop().items()}
                     topk_index, topk_prob = _topk(logits)
                     gate_arrays = {name: t.float().cpu().numpy() for name, t in captured.items()}
                 else:

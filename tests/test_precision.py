@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from seviz.demo_model import sample_dir, weights_path
-from seviz.precision import FastMode, GateErrorTooLarge, _cpu_has_bf16, check_supported
+from seviz.precision import FastMode, GateErrorTooLarge, _cpu_has_bf16, check_supported, pad_batch
 from seviz.recording import record
 from seviz.store import open_store
 
@@ -30,9 +32,8 @@ def cifar_like(tmp_path):
 
 
 def _record(data, out, weights, **kwargs):
-    return record(
-        "se_resnet50_cifar10", data, out, weights=weights, batch_size=6, workers=0, progress=False, **kwargs
-    )
+    kwargs = {"batch_size": 6, "workers": 0, "progress": False, **kwargs}
+    return record("se_resnet50_cifar10", data, out, weights=weights, **kwargs)
 
 
 @needs_bf16
@@ -97,3 +98,60 @@ def test_fp16_on_cpu_is_refused_with_the_way_out():
         check_supported(FastMode("fp16"), torch.device("cpu"))
     with pytest.raises(ValueError, match="unknown --precision"):
         check_supported(FastMode("int8"), torch.device("cpu"))
+
+
+def test_pad_batch_appends_zero_images_and_keeps_the_memory_format():
+    images = torch.rand(3, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    padded = pad_batch(images, 5)
+    assert padded.shape == (5, 3, 8, 8)
+    assert torch.equal(padded[:3], images) and not padded[3:].any()
+    assert padded.is_contiguous(memory_format=torch.channels_last)
+    assert pad_batch(images, 3) is images
+
+
+def test_compiled_recording_sees_one_batch_shape_and_keeps_every_image(
+    cifar_like, live_demo_weights, tmp_path, monkeypatch
+):
+    """With --compile a short last batch is padded (no recompilation) and the padding never reaches the store."""
+    seen = []
+
+    def fake_compile(model):  # stands in for torch.compile: records the shapes the compiled model gets
+        def run(images):
+            seen.append(tuple(images.shape))
+            return model(images)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    # 18 images in batches of 4: the last batch has 2 images.
+    _record(cifar_like, tmp_path / "exact.h5", live_demo_weights, batch_size=4, dtype="float32")
+    summary = _record(
+        cifar_like, tmp_path / "compiled.h5", live_demo_weights, batch_size=4, dtype="float32", compile=True
+    )
+    assert summary.precision == "fp32+compile" and summary.samples == 18
+    assert {shape[0] for shape in seen} == {4}  # calibration and every batch, the short one included
+    with open_store(tmp_path / "exact.h5") as exact, open_store(tmp_path / "compiled.h5") as compiled:
+        assert len(compiled) == 18 and list(compiled.paths) == list(exact.paths)
+        for name in exact.block_names:
+            np.testing.assert_allclose(compiled.gates(name), exact.gates(name), atol=1e-5)
+        np.testing.assert_array_equal(compiled.topk_index[:, 0], exact.topk_index[:, 0])
+
+
+@needs_bf16
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on CPU needs a C++ compiler")
+def test_real_compile_with_bf16_stays_within_the_bound(cifar_like, live_demo_weights, tmp_path):
+    """torch.compile (inductor) + bf16 + channels-last, for real: calibrated, bounded, every image kept."""
+    summary = _record(
+        cifar_like,
+        tmp_path / "compiled.h5",
+        live_demo_weights,
+        batch_size=8,
+        precision="bf16",
+        channels_last=True,
+        compile=True,
+    )
+    assert summary.precision == "bf16+channels_last+compile" and summary.samples == 18
+    with open_store(tmp_path / "compiled.h5") as store:
+        error = store.json_attr("gate_error")
+        assert error["within_bound"] and 0 < error["max_abs"] <= 0.02
+        assert error["calibration_images"] == 8
