@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -301,6 +302,13 @@ def throughput(args: argparse.Namespace, work: Path) -> None:
     )
     with torch.no_grad():  # warm-up: first-call allocations and oneDNN primitive caches
         loaded.model(batches[0])
+    # What decoding costs, to set against the ratios: one core, in this process, no workers.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    began = time.perf_counter()
+    decoded = sum(len(b.items) for b in iterate_batches(items, loaded.data_config, batch_size=args.batch_size))
+    decode_ms = 1000 * (time.perf_counter() - began) / decoded
+    torch.set_num_threads(threads)
     speeds: dict[str, list[float]] = {}
     ratios: dict[str, list[float]] = {name: [] for _, name in pairs}
     for round_index in range(args.rounds):
@@ -323,6 +331,13 @@ def throughput(args: argparse.Namespace, work: Path) -> None:
         baseline = METHODS[name].baseline
         ratio = f"{statistics.median(ratios[name]):.3f} x {baseline}" if name in ratios else "(baseline)"
         print(f"  {name:<26} {statistics.median(values):>18.2f}  {ratio}")
+    inference_ms = 1000 * threads / statistics.median(speeds["inference"]) if "inference" in speeds else None
+    if inference_ms:
+        print(
+            f"  decoding + preprocessing: {decode_ms:.2f} ms per image on one core, against "
+            f"{inference_ms:.0f} core-ms per image of fp32 inference ({decode_ms / inference_ms:.1%}); "
+            "inference (A/A) shows how far two identical passes land apart on this machine"
+        )
     for name, notes in ctx.notes.items():
         for index, note in enumerate(notes):
             print(f"  {name} round {index + 1}: {note}")
@@ -402,6 +417,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="seviz-bench-") as tmp:
         work = Path(tmp)
+        # A fresh inductor cache: the first compiled record() pays a cold compilation, as a user's would.
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(work / "inductor-cache"))
         # Memory first: on Linux a child's ru_maxrss starts at its parent's RSS when it is
         # forked (it survives fork and exec), so the children must fork from a lean process.
         if not args.skip_memory:

@@ -42,20 +42,22 @@ class AppConfig:
 
 
 def app_script() -> Path:
-    """The app's entry script, in a source checkout or an editable install.
+    """The app's entry script: ``seviz/_app`` in an installed wheel, ``app/`` in a source checkout.
 
     Raises:
-        FileNotFoundError: seviz was installed without its ``app/`` folder (a wheel).
+        FileNotFoundError: Neither is there (a broken installation).
     """
     import seviz
 
-    script = Path(seviz.__file__).resolve().parent.parent / "app" / APP_SCRIPT
-    if not script.is_file():
-        raise FileNotFoundError(
-            f"the seviz app script {str(script)!r} is missing; the app ships with the source tree, "
-            "so install seviz from a checkout with `pip install -e .`"
-        )
-    return script
+    package = Path(seviz.__file__).resolve().parent
+    candidates = (package / "_app" / APP_SCRIPT, package.parent / "app" / APP_SCRIPT)
+    for script in candidates:
+        if script.is_file():
+            return script
+    raise FileNotFoundError(
+        f"the seviz app script is missing (looked for {', '.join(repr(str(c)) for c in candidates)}); "
+        "reinstall seviz (`pip install --force-reinstall seviz`, or `pip install -e .` in a checkout)"
+    )
 
 
 def resolve_store(path: str | os.PathLike, root: str | os.PathLike) -> Path:

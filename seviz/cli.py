@@ -93,8 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="rec.json", help="JSON to write; the Markdown table goes beside it (.md)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--identity-max-deviation", type=float, default=None, help="mean |1-s| at most (0.02)")
-    p.add_argument("--identity-min-near-one", type=float, default=None, help="share of gates >= 0.95 (0.95)")
+    p.add_argument("--identity-min-near-one", type=float, default=None, help="share of gates near one (0.95)")
     p.add_argument("--constant-max-dependence", type=float, default=None, help="input dependence at most (1e-3)")
+    p.add_argument("--near-one", type=float, default=None, help='a gate at or above this is "near one" (0.95)')
 
     p = commands.add_parser("plot", help="the paper's Figures 6 and 7 and depth plots (PNG and SVG)")
     p.add_argument("store")
@@ -177,7 +178,7 @@ def _record(args: argparse.Namespace) -> int:
         max_gate_error=args.max_gate_error,
         fallback=args.fallback,
         progress=not args.no_progress,
-        command=shlex.join(["seviz", *sys.argv[1:]]),
+        command=shlex.join(["seviz", *args.argv]),
         decode=args.decode,
     )
     print(
@@ -194,9 +195,8 @@ def _record(args: argparse.Namespace) -> int:
 @_command("blocks")
 def _blocks(args: argparse.Namespace) -> int:
     from seviz.discover import discover_se_gates, format_gate_table
-    from seviz.models import load_model
 
-    loaded = load_model(args.model, args.weights, args.num_classes, _split(args.class_names))
+    loaded = _load_model(args)
     gates = discover_se_gates(loaded.model, tuple(loaded.data_config["input_size"]))
     print(format_gate_table(gates))
     return 0
@@ -248,7 +248,7 @@ def _recommend(args: argparse.Namespace) -> int:
 
     overrides = {
         key: getattr(args, key)
-        for key in ("identity_max_deviation", "identity_min_near_one", "constant_max_dependence")
+        for key in ("identity_max_deviation", "identity_min_near_one", "constant_max_dependence", "near_one")
         if getattr(args, key) is not None
     }
     recommendation = recommend(args.store, Thresholds(**overrides))
@@ -303,10 +303,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 @_command("prune")
 def _prune(args: argparse.Namespace) -> int:
-    from seviz.models import load_model
     from seviz.pruning import prune_blocks, prune_from_recommendation
 
-    loaded = load_model(args.model, args.weights, args.num_classes, _split(args.class_names))
+    loaded = _load_model(args)
     if args.recommendation:
         pruned = prune_from_recommendation(loaded, args.recommendation, inplace=True)
     else:
@@ -327,19 +326,18 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from seviz.data import find_images
     from seviz.evaluate import evaluate
-    from seviz.models import load_model
     from seviz.pruning import prune_blocks, prune_from_recommendation
 
-    loaded = load_model(args.model, args.weights, args.num_classes, _split(args.class_names))
+    loaded = _load_model(args)
     items = find_images(args.data, loaded, args.classes, args.images_per_class)
     if args.pruned:
-        edited = load_model(args.model, args.pruned, args.num_classes, _split(args.class_names)).model
+        edited = _load_model(args, args.pruned).model
     elif args.recommendation:
         edited = prune_from_recommendation(loaded, args.recommendation)
     elif args.blocks:
         edited = prune_blocks(loaded, _split(args.blocks))
     elif args.per_block:
-        edited = load_model(args.model, args.weights, args.num_classes, _split(args.class_names)).model
+        edited = _load_model(args).model
     else:
         raise ValueError("nothing to compare: pass --pruned FILE, --blocks GLOBS, --recommendation rec.json or --per-block")
     report = evaluate(
@@ -378,9 +376,26 @@ def _attribute(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_model(args: argparse.Namespace, weights: str | None = None):
+    """The model named by --model, with ``weights`` (default --weights) and the class options."""
+    from seviz.models import load_model
+
+    return load_model(args.model, weights or args.weights, args.num_classes, _split(args.class_names))
+
+
 def _user_error_types() -> tuple[type[BaseException], ...]:
-    # Errors that carry a message for the user: printed without a traceback.
-    return (ValueError, FileNotFoundError, FileExistsError, RuntimeError, OSError)
+    """Errors that carry a message for the user: printed without a traceback.
+
+    seviz's own errors are ``ValueError`` subclasses; ``OSError`` covers files
+    (missing, existing, unreadable, disk full); a fast mode over its gate-error
+    bound and running out of accelerator memory are the two ``RuntimeError``
+    kinds a user can act on. Any other exception is a bug and shows its traceback.
+    """
+    import torch
+
+    from seviz.precision import GateErrorTooLarge
+
+    return (ValueError, OSError, GateErrorTooLarge, torch.OutOfMemoryError)
 
 
 def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
@@ -390,7 +405,9 @@ def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``seviz`` command."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # the command as typed, stored in what it writes
     if args.command is None:
         parser.print_help()
         return 0

@@ -80,7 +80,7 @@ def find_images(
         DataError: No image of a requested class, or no class folder recognised.
         ClassResolutionError: An unknown or ambiguous class name.
     """
-    root = Path(data_dir).expanduser()
+    root = Path(data_dir).expanduser().resolve()  # the store names images by absolute path
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {str(data_dir)!r} does not exist; pass --data with a folder of images")
     if images_per_class is not None and images_per_class < 1:

@@ -134,6 +134,23 @@ def _versions() -> dict[str, str]:
     }
 
 
+def _check_resumable(path: Path) -> None:
+    """Before loading any model: the store to resume is readable and not complete."""
+    try:
+        existing = open_store(path, warn_incomplete=False)
+    except StoreError as error:
+        raise StoreError(
+            f"cannot resume: {error}. A run stopped before it had set up the store leaves nothing to "
+            "resume: record it again with --overwrite instead of --resume"
+        ) from None
+    with existing:
+        if existing.complete:
+            raise StoreError(
+                f"cannot resume: store {str(path)!r} is already complete ({len(existing)} samples); "
+                "drop --resume, or pass --overwrite to record it again"
+            )
+
+
 def _check_resume_matches(path: Path, run_config: dict[str, Any]) -> None:
     with open_store(path, warn_incomplete=False) as existing:
         previous = existing.json_attr("run_config", {})
@@ -218,6 +235,8 @@ def record(
         )
     if resume and not out.exists():
         raise FileNotFoundError(f"cannot --resume: store {str(out)!r} does not exist")
+    if resume:
+        _check_resumable(out)
     if not Path(data).expanduser().is_dir():
         raise FileNotFoundError(f"data folder {str(data)!r} does not exist; pass --data with a folder of images")
     torch_device = resolve_device(device)

@@ -331,7 +331,7 @@ def _reopen_for_append(path: Path) -> h5py.File:
                     data.refresh()
                     copy = group.create_dataset(
                         name, shape=(rows, *data.shape[1:]), maxshape=data.maxshape, dtype=data.dtype,
-                        chunks=data.chunks,
+                        chunks=data.chunks, compression=data.compression, compression_opts=data.compression_opts,
                     )
                     for begin in range(0, rows, 8192):
                         end = min(rows, begin + 8192)

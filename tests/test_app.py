@@ -569,9 +569,11 @@ def test_the_shown_command_writes_the_downloaded_files(
 ) -> None:
     at = _app(root, monkeypatch, "a.h5", page="Pruning")
     at.number_input(key="th_deviation").set_value(0.0005)
+    at.number_input(key="th_near_one").set_value(0.999)
     at.number_input(key="th_dependence").set_value(0.25).run()
     words = shlex.split(at.code[0].value)
     assert words[:3] == ["seviz", "recommend", "a.h5"] and "--identity-max-deviation" in words
+    assert words[words.index("--near-one") + 1] == "0.999"
     out = tmp_path / "rec.json"
     subprocess.run(
         [sys.executable, "-m", "seviz", *words[1:], "--out", str(out)],
@@ -582,6 +584,7 @@ def test_the_shown_command_writes_the_downloaded_files(
     assert out.read_text(encoding="utf-8") == _download(at, keep_downloads, "download_json")
     assert out.with_suffix(".md").read_text(encoding="utf-8") == _download(at, keep_downloads, "download_md")
     assert json.loads(out.read_text())["thresholds"]["constant_max_dependence"] == 0.25
+    assert json.loads(out.read_text())["thresholds"]["near_one"] == 0.999
 
 
 def test_markdown_download_is_readable_text(

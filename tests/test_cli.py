@@ -138,3 +138,33 @@ def test_info_on_a_file_that_is_not_a_store_exits_2(tmp_path, capsys):
     (tmp_path / "notes.h5").write_text("hello")
     assert main(["info", str(tmp_path / "notes.h5")]) == 2
     assert "is not a readable HDF5 file" in capsys.readouterr().err
+
+
+def test_the_store_names_the_command_given_to_main(tmp_path, tiny):
+    import shlex
+
+    from seviz.store import open_store
+
+    argv = record_args(tmp_path, *tiny, "--batch-size", "3")
+    assert main(argv) == 0
+    with open_store(tmp_path / "store.h5") as store:
+        assert store.attrs["command"] == shlex.join(["seviz", *argv])
+
+
+def test_a_fast_mode_over_its_bound_exits_2_but_a_bug_shows_its_traceback(tmp_path, tiny, capsys, monkeypatch):
+    import seviz.recording
+    from seviz.precision import GateErrorTooLarge
+
+    def over_bound(**_kwargs):
+        raise GateErrorTooLarge("--precision bf16 changes gates by up to 0.05, above --max-gate-error 0.02")
+
+    monkeypatch.setattr(seviz.recording, "record", over_bound)
+    assert main(record_args(tmp_path, *tiny)) == 2
+    assert "seviz record: error: --precision bf16 changes gates" in capsys.readouterr().err
+
+    def bug(**_kwargs):
+        raise RuntimeError("an internal invariant broke")
+
+    monkeypatch.setattr(seviz.recording, "record", bug)
+    with pytest.raises(RuntimeError, match="internal invariant"):
+        main(record_args(tmp_path, *tiny))

@@ -108,6 +108,15 @@ def test_images_per_class_takes_the_first_files_in_sorted_order(tmp_path, cats_a
         find_images(tmp_path, cats_and_dogs, images_per_class=0)
 
 
+def test_a_relative_data_folder_gives_absolute_image_paths(tmp_path, cats_and_dogs, monkeypatch):
+    """The store names images so that `seviz attribute` and the app find them from any folder."""
+    write_class_folders(tmp_path / "data", {"cat": 2})
+    monkeypatch.chdir(tmp_path)
+    items = find_images("data", cats_and_dogs)
+    folder = (tmp_path / "data" / "cat").resolve()
+    assert [i.path for i in items] == [str(folder / f"img_{k:03d}.jpg") for k in range(2)]
+
+
 # ---------------------------------------------------------------- errors
 
 

@@ -19,11 +19,12 @@ from seviz.recommend import Recommendation, RecommendationError, Thresholds, rec
 from seviz_pages import _data
 
 _DEFAULTS = Thresholds()
-# The `seviz recommend` option of each threshold (near_one has none yet).
+# The `seviz recommend` option of each threshold.
 _FLAGS = {
     "identity_max_deviation": "--identity-max-deviation",
     "identity_min_near_one": "--identity-min-near-one",
     "constant_max_dependence": "--constant-max-dependence",
+    "near_one": "--near-one",
 }
 
 
@@ -102,15 +103,14 @@ def recommendation(path: Path, thresholds: Thresholds) -> Recommendation:
         raise _data.PageError(f"cannot judge the blocks of {path.name}: {error}") from None
 
 
-def recommend_command(path: Path, thresholds: Thresholds) -> tuple[str, list[str]]:
-    """The ``seviz recommend`` command that writes the same files, and the thresholds it cannot set."""
+def recommend_command(path: Path, thresholds: Thresholds) -> str:
+    """The ``seviz recommend`` command that writes the same files."""
     words = ["seviz", "recommend", path.name]
     for field, flag in _FLAGS.items():
         value = getattr(thresholds, field)
         if value != getattr(_DEFAULTS, field):
             words += [flag, repr(float(value))]
-    missing = [] if thresholds.near_one == _DEFAULTS.near_one else ["near_one"]
-    return " ".join(words), missing
+    return " ".join(words)
 
 
 def verdict_table(rec: Recommendation) -> pd.DataFrame:
@@ -201,14 +201,7 @@ def render(path: Path, **_: Any) -> None:
         width="stretch",
         help="The same verdicts as the Markdown file `seviz recommend` writes beside rec.json.",
     )
-    command, missing = recommend_command(path, thresholds)
     st.markdown("The same files from the command line:")
-    st.code(command, language="bash")
-    if missing:
-        st.caption(
-            f"`seviz recommend` has no option for near one ({thresholds.near_one:g}) yet; in Python, "
-            f"`seviz.recommend.recommend(store, Thresholds(near_one={thresholds.near_one!r}, ...))` "
-            "gives this file."
-        )
+    st.code(recommend_command(path, thresholds), language="bash")
     with st.expander("Recommendation (Markdown)"):
         st.markdown(rec.to_markdown())

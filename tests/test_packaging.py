@@ -1,0 +1,55 @@
+"""The wheel carries what an installed seviz needs at run time: the app and the demo model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot build a wheel here (pip needs setuptools from the package index): {result.stderr}")
+    (built,) = out.glob("seviz-*.whl")
+    return built
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_app_and_the_demo_model(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    pages = sorted(p.name for p in (REPO / "app" / "seviz_pages").glob("*.py"))
+    assert "seviz/_app/seviz_app.py" in names
+    assert {f"seviz/_app/seviz_pages/{page}" for page in pages} <= names
+    assert {"seviz/_data/se_resnet50_cifar10.safetensors", "seviz/_data/se_resnet50_cifar10.json"} <= names
+    assert not any(name.startswith(("tests/", "app/", "data/", "benchmarks/")) for name in names)
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_finds_its_app_script(wheel, tmp_path):
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    script = subprocess.run(
+        [sys.executable, "-c", "from seviz.app_launcher import app_script; print(app_script())"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+        check=True,
+        timeout=120,
+    ).stdout.strip()
+    assert Path(script) == site / "seviz" / "_app" / "seviz_app.py"
+    # The installed script imports its pages from beside itself.
+    assert (Path(script).parent / "seviz_pages" / "pruning.py").is_file()
