@@ -12,11 +12,12 @@ Two measurements, from one run on one machine:
 
     * ``inference``: ``model(x)`` on pre-decoded batches (the baseline);
     * ``recorder+store``: the same batches with seviz's gate hooks
-      (:class:`~seviz.recorder.Recorder`), top-5, and the background HDF5
-      writer appending every batch to a store: recording minus decoding;
+      (:class:`~seviz.recorder.Recorder`), top-5, and the store writer seviz
+      uses on a CPU (inline, see :func:`seviz.recording.plan_pipeline`)
+      appending every batch: recording minus decoding;
     * ``decode+inference``: images decoded by seviz's DataLoader
-      (:func:`~seviz.data.iterate_batches`), then ``model(x)`` on a freshly
-      loaded model, as ``record()`` has (the baseline of the full path);
+      (:func:`~seviz.data.iterate_batches`, with the workers seviz picks for
+      a CPU), then ``model(x)`` on a freshly loaded model, as ``record()`` has;
     * ``record() fp32``: the full exact ``seviz.record(...)`` from the JPEG
       folder into a store, compared to ``inference`` on pre-decoded tensors
       (issue target >= 0.97); its throughput is the one ``record`` reports
@@ -25,6 +26,10 @@ Two measurements, from one run on one machine:
       accounts for;
     * ``inference (A/A)``: the baseline again, beside itself: the spread of
       its ratio is this machine's noise floor for every other ratio;
+    * ``inference, fresh model``: the same passes on a model loaded just
+      before, timed from its first batch as ``record()`` is: what a cold
+      start (oneDNN primitive creation, first allocations) costs a run of
+      this length;
     * ``inference bf16+cl``: ``model(x)`` in channels-last under bf16
       autocast on pre-decoded batches: what the fast mode can reach;
     * ``record() bf16+cl``: ``seviz.record(..., precision="bf16",
@@ -32,6 +37,8 @@ Two measurements, from one run on one machine:
       ``inference`` (target >= 2x on a CPU with bf16); the gate error its
       calibration measured and stored is printed, and so is the one-off
       calibration cost (outside the reported images/s);
+    * ``record() bf16+cl, 2 workers + writer thread``: the same with the
+      GPU-style overlap forced on, to show what seviz's CPU default avoids;
     * ``record() bf16+cl+compile``: the same with ``compile=True``; the
       compilation happens on the calibration batch, so its cost (tens of
       seconds on CPU) is in the whole call's time, not in images/s.
@@ -49,7 +56,7 @@ Two measurements, from one run on one machine:
 Usage::
 
     python benchmarks/record_overhead.py [--images 64] [--batch-size 16] [--rounds 3]
-                                         [--memory-images 64] [--workers 2] [--skip-memory]
+                                         [--memory-images 64] [--workers N] [--skip-memory]
 
 A new way of recording is one more ``@method(name, baseline=...)`` function;
 ``--methods`` picks a subset (e.g. ``--methods "record() fp32"``).
@@ -126,7 +133,7 @@ def _recorder_and_store(ctx: Context) -> float:
     import torch
 
     from seviz.recorder import Recorder
-    from seviz.recording import _BackgroundWriter, _topk
+    from seviz.recording import _BackgroundWriter, _InlineWriter, _topk, plan_pipeline
     from seviz.store import SampleBatch, StoreWriter
 
     model = ctx.loaded.model
@@ -136,7 +143,8 @@ def _recorder_and_store(ctx: Context) -> float:
     names = [item.class_name for item in ctx.items]
     paths = [item.path for item in ctx.items]
     start = time.perf_counter()
-    background = _BackgroundWriter(writer)
+    threaded = plan_pipeline("cpu").background_writer
+    background = _BackgroundWriter(writer) if threaded else _InlineWriter(writer)
     first = 0
     with torch.no_grad(), Recorder(model, ctx.gates) as recorder:
         for images in ctx.batches:
@@ -166,6 +174,21 @@ def _recorder_and_store(ctx: Context) -> float:
 def _inference_again(ctx: Context) -> float:
     """The baseline against itself: how far apart two identical passes land on this machine."""
     return _inference(ctx)
+
+
+@method("inference, fresh model", baseline="inference")
+def _inference_fresh(ctx: Context) -> float:
+    """Plain inference timed from a freshly loaded model's first batch, as record() is timed."""
+    import torch
+
+    from seviz.models import load_model
+
+    model = load_model("se_resnet50", "random", device="cpu").model
+    start = time.perf_counter()
+    with torch.no_grad():
+        for images in ctx.batches:
+            model(images)
+    return sum(len(b) for b in ctx.batches) / (time.perf_counter() - start)
 
 
 @method("inference bf16+cl", baseline="inference")
@@ -205,7 +228,7 @@ def _decode_and_inference(ctx: Context) -> float:
     return count / (time.perf_counter() - start)
 
 
-def _run_record(ctx: Context, name: str, **fast: Any) -> float:
+def _run_record(ctx: Context, name: str, **options: Any) -> float:
     import h5py
 
     from seviz.recording import record
@@ -219,20 +242,20 @@ def _run_record(ctx: Context, name: str, **fast: Any) -> float:
         out=out,
         images_per_class=ctx.extra["images_per_class"],
         batch_size=ctx.batch_size,
-        workers=ctx.workers,
         device="cpu",
         overwrite=True,
         progress=False,
-        **fast,
+        **{"workers": ctx.workers, **options},
     )
     wall = time.perf_counter() - began
     assert summary.samples == len(ctx.items), summary
     with h5py.File(out, "r") as store:
         error = json.loads(store.attrs["gate_error"])
+    fast = options.get("precision", "fp32") != "fp32" or options.get("compile")
     note = (
         f"recorded as {summary.precision}; whole call {wall:.1f} s (model load"
         + (", calibration" if fast else "")
-        + (", compilation" if fast.get("compile") else "")
+        + (", compilation" if options.get("compile") else "")
         + f" and store setup {wall - summary.seconds:.1f} s, outside images/s)"
     )
     if fast:
@@ -259,6 +282,19 @@ def _record_compiled(ctx: Context) -> float:
     return _run_record(ctx, "record() bf16+cl+compile", precision="bf16", channels_last=True, compile=True)
 
 
+@method("record() bf16+cl, 2 workers + writer thread", baseline="inference")
+def _record_fast_overlapped(ctx: Context) -> float:
+    """The fast mode with GPU-style overlap forced on: what the CPU default (inline) avoids."""
+    return _run_record(
+        ctx,
+        "record() bf16+cl, 2 workers + writer thread",
+        precision="bf16",
+        channels_last=True,
+        workers=2,
+        writer="thread",
+    )
+
+
 def write_images(root: Path, classes: dict[str, int], size: int, seed: int = 0) -> None:
     from PIL import Image
 
@@ -280,6 +316,7 @@ def throughput(args: argparse.Namespace, work: Path) -> None:
     from seviz.data import find_images, iterate_batches
     from seviz.discover import discover_se_gates
     from seviz.models import load_model
+    from seviz.recording import plan_pipeline
 
     per_class = args.images // 2
     data = work / "throughput"
@@ -288,7 +325,8 @@ def throughput(args: argparse.Namespace, work: Path) -> None:
     gates = discover_se_gates(loaded.model, tuple(loaded.data_config["input_size"]))
     items = find_images(data, loaded, images_per_class=per_class)
     batches = [b.images for b in iterate_batches(items, loaded.data_config, batch_size=args.batch_size)]
-    ctx = Context(loaded, gates, data, items, batches, work, args.batch_size, args.workers)
+    workers = plan_pipeline("cpu", args.workers).workers
+    ctx = Context(loaded, gates, data, items, batches, work, args.batch_size, workers)
     ctx.extra["images_per_class"] = per_class
     chosen = [m for m in METHODS.values() if not args.methods or m.name in args.methods]
     pairs = [(m.baseline, m.name) for m in chosen if m.baseline is not None]
@@ -296,7 +334,7 @@ def throughput(args: argparse.Namespace, work: Path) -> None:
     print(
         f"(a) throughput: se_resnet50 (random weights, {len(gates)} SE blocks), CPU, "
         f"{torch.get_num_threads()} threads, {len(items)} JPEGs 256x256 -> "
-        f"{tuple(loaded.data_config['input_size'])}, batch {args.batch_size}, {args.workers} decode workers; "
+        f"{tuple(loaded.data_config['input_size'])}, batch {args.batch_size}, {workers} decode workers; "
         f"{args.rounds} rounds; each method runs right beside its baseline (order alternating by round), "
         "so a ratio compares two passes under the same machine load"
     )
@@ -306,7 +344,9 @@ def throughput(args: argparse.Namespace, work: Path) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     began = time.perf_counter()
-    decoded = sum(len(b.items) for b in iterate_batches(items, loaded.data_config, batch_size=args.batch_size))
+    decoded = sum(
+        len(b.items) for b in iterate_batches(items, loaded.data_config, batch_size=args.batch_size)
+    )
     decode_ms = 1000 * (time.perf_counter() - began) / decoded
     torch.set_num_threads(threads)
     speeds: dict[str, list[float]] = {}
@@ -347,7 +387,7 @@ _MEMORY_CHILD = r"""
 import json, re, resource, sys
 inherited = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 from seviz.recording import record
-data, out, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
+data, out, workers = sys.argv[1], sys.argv[2], (None if sys.argv[3] == "auto" else int(sys.argv[3]))
 summary = record(model="se_resnet50_cifar10", weights="random", data=data, out=out, batch_size=16,
                  workers=workers, device="cpu", progress=False)
 with open("/proc/self/status") as status:
@@ -367,7 +407,7 @@ def memory(args: argparse.Namespace, work: Path) -> None:
     sizes = (args.memory_images, 10 * args.memory_images)
     print(
         f"(b) peak RSS: seviz.record of se_resnet50_cifar10 (demo model, random weights, 32x32), batch 16, "
-        f"{args.workers} decode workers, each run in a fresh subprocess"
+        f"{'seviz-chosen' if args.workers is None else args.workers} decode workers, each run in a fresh subprocess"
     )
     peaks = {}
     for size in sizes:
@@ -380,7 +420,7 @@ def memory(args: argparse.Namespace, work: Path) -> None:
                 _MEMORY_CHILD,
                 str(data),
                 str(work / f"memory_{size}.h5"),
-                str(args.workers),
+                "auto" if args.workers is None else str(args.workers),
             ],
             capture_output=True,
             text=True,
@@ -408,7 +448,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
-        "--workers", type=int, default=2, help="DataLoader decode workers (seviz's default: 2)"
+        "--workers",
+        type=int,
+        default=None,
+        help="DataLoader decode workers (default: seviz's choice for the CPU, see seviz.recording.plan_pipeline)",
     )
     parser.add_argument("--methods", nargs="*", default=None, help=f"subset of {', '.join(METHODS)}")
     parser.add_argument("--memory-images", type=int, default=64, help="the small run; the large one is 10x")

@@ -93,8 +93,12 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor, use_bf16: bool) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cifar", type=Path, required=True, help="unpacked CIFAR-10 JPEG tree (train/, test/)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--cifar", type=Path, required=True, help="unpacked CIFAR-10 JPEG tree (train/, test/)"
+    )
     parser.add_argument("--out", type=Path, default=Path("data"))
     parser.add_argument("--epochs", type=int, default=18)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -105,8 +109,12 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=Path("demo_train_checkpoint.pt"))
     parser.add_argument("--cache", type=Path, default=Path(".cache/cifar10"))
     parser.add_argument("--no-bf16", action="store_true", help="train in fp32 even where bf16 is supported")
-    parser.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after this epoch")
-    parser.add_argument("--pct-start", type=float, default=0.25, help="share of the schedule spent warming up")
+    parser.add_argument(
+        "--stop-after", type=int, default=None, help="stop (with a checkpoint) after this epoch"
+    )
+    parser.add_argument(
+        "--pct-start", type=float, default=0.25, help="share of the schedule spent warming up"
+    )
     parser.add_argument(
         "--init-from",
         type=Path,
@@ -174,8 +182,16 @@ def main() -> None:
                 log.info("epoch %d step %d/%d loss %.4f", epoch + 1, step, steps_per_epoch, loss.item())
         accuracy = evaluate(model, test_images, test_labels, use_bf16)
         elapsed += time.time() - began
-        history.append({"epoch": epoch + 1, "phase": "main", "loss": total_loss / steps_per_epoch, "test_top1": accuracy})
-        log.info("epoch %d loss %.4f test top-1 %.4f (%.0f s total)", epoch + 1, history[-1]["loss"], accuracy, elapsed)
+        history.append(
+            {"epoch": epoch + 1, "phase": "main", "loss": total_loss / steps_per_epoch, "test_top1": accuracy}
+        )
+        log.info(
+            "epoch %d loss %.4f test top-1 %.4f (%.0f s total)",
+            epoch + 1,
+            history[-1]["loss"],
+            accuracy,
+            elapsed,
+        )
         torch.save(
             {
                 "model": model.state_dict(),
@@ -189,7 +205,11 @@ def main() -> None:
             args.checkpoint,
         )
         if args.stop_after is not None and epoch + 1 >= args.stop_after:
-            log.info("stopping after epoch %d (--stop-after); continue with --init-from %s", epoch + 1, args.checkpoint)
+            log.info(
+                "stopping after epoch %d (--stop-after); continue with --init-from %s",
+                epoch + 1,
+                args.checkpoint,
+            )
             return
 
     from safetensors.torch import save_file
@@ -206,10 +226,12 @@ def main() -> None:
         "class_names": list(CIFAR10_CLASSES),
         "pretrained_cfg": demo_pretrained_cfg(),
         "training": {
-            "command": "python data/train_demo_model.py " + " ".join(
+            "command": "python data/train_demo_model.py "
+            + " ".join(
                 f"--{k.replace('_', '-')} {v}"
                 for k, v in vars(args).items()
-                if k in ("epochs", "batch_size", "lr", "seed", "threads", "pct_start", "init_from") and v is not None
+                if k in ("epochs", "batch_size", "lr", "seed", "threads", "pct_start", "init_from")
+                and v is not None
             ),
             "dataset": "CIFAR-10 JPEG (shared/datasets/cifar10-jpeg.tar.gz), 50,000 train images",
             "epochs": args.epochs,

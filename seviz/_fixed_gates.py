@@ -6,7 +6,7 @@ only inside the functions that edit a model, so ``import seviz`` stays light.
 
 Both hold their per-channel values in a persistent buffer named ``scale``, so a
 pruned model's state dict carries them and ``load_state_dict(strict=True)``
-restores them after :func:`seviz.pruning.apply_saved_edits` rebuilt the
+restores them after :func:`seviz.pruned_files.apply_saved_edits` rebuilt the
 structure.
 """
 

@@ -81,7 +81,9 @@ def attribute(
             raise StoreError(f"store {str(store_path)!r} is incomplete; finish it with --resume first")
         spec = model or str(store.attrs.get("model_spec") or store.attrs.get("model"))
         source = str(store.attrs.get("weights_source", "pretrained"))
-        weights = weights or ("pretrained" if source.startswith(("pretrained", "torchvision:", "demo")) else source)
+        weights = weights or (
+            "pretrained" if source.startswith(("pretrained", "torchvision:", "demo")) else source
+        )
         recorded_sha = str(store.attrs.get("weights_sha256", ""))
         class_order = store.recorded_class_names
         rows = []
@@ -89,16 +91,24 @@ def attribute(
             indices = np.flatnonzero(store.class_mask(name))
             rows.extend(indices[:images_per_class].tolist())
         rows.sort()
-        items = [ImageItem(str(store.paths[i]), int(store.labels[i]), str(store.class_names[i])) for i in rows]
+        items = [
+            ImageItem(str(store.paths[i]), int(store.labels[i]), str(store.class_names[i])) for i in rows
+        ]
         block_names = store.block_names
     torch_device = resolve_device(device)
-    loaded = load_model(spec, weights, num_classes=num_classes, class_names=class_names, device=str(torch_device))
-    if recorded_sha and loaded.weights_sha256 != recorded_sha:
+    loaded = load_model(
+        spec, weights, num_classes=num_classes, class_names=class_names, device=str(torch_device)
+    )
+    if recorded_sha and not loaded.has_weights(recorded_sha):
         raise StoreError(
             f"weights of {spec!r} ({weights}) have SHA-256 {loaded.weights_sha256[:12]}..., but the store was "
             f"recorded with {recorded_sha[:12]}...; pass the recorded weights with --weights"
         )
-    gates = [g for g in discover_se_gates(loaded.model, tuple(loaded.data_config["input_size"])) if g.name in block_names]
+    gates = [
+        g
+        for g in discover_se_gates(loaded.model, tuple(loaded.data_config["input_size"]))
+        if g.name in block_names
+    ]
     layers = [loaded.model.get_submodule(g.gate_path) for g in gates]
     explainer = LayerGradientXActivation(loaded.model, layers)
     sums = {g.name: np.zeros((len(class_order), g.channels), dtype=np.float64) for g in gates}
@@ -117,7 +127,7 @@ def attribute(
             outputs = explainer.attribute(images, target=targets)
             outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
             slots = np.asarray([position[i.class_name] for i in batch.items])
-            for gate, values in zip(gates, outputs):
+            for gate, values in zip(gates, outputs, strict=True):
                 per_image = values.detach().flatten(1).double().cpu().numpy()
                 np.add.at(sums[gate.name], slots, per_image)
             np.add.at(counts, slots, 1)

@@ -91,12 +91,16 @@ class ClassSpace:
         if term.isdigit():
             index = int(term)
             if index >= count:
-                raise ClassResolutionError(f"class index {index} is out of range: the model has {count} classes")
+                raise ClassResolutionError(
+                    f"class index {index} is out of range: the model has {count} classes"
+                )
             return self.ref(index)
         ids = self.loaded.class_ids
         if ids and _WNID.match(term):
             if term not in ids:
-                raise ClassResolutionError(f"WordNet id {term!r} is not one of the model's {count} ImageNet classes")
+                raise ClassResolutionError(
+                    f"WordNet id {term!r} is not one of the model's {count} ImageNet classes"
+                )
             return self.ref(ids.index(term))
         key = _normalise(term)
         exact = list(dict.fromkeys(self._exact.get(key, [])))

@@ -58,12 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("record", help="record SE gates of a model on images into an HDF5 store")
     _add_model_arguments(p)
-    p.add_argument("--data", required=True, help="image folder: class folders (WordNet ids or names) or ImageNet val")
-    p.add_argument("--classes", default=None, help="comma-separated classes (names, WordNet ids, indices); default all")
+    p.add_argument(
+        "--data", required=True, help="image folder: class folders (WordNet ids or names) or ImageNet val"
+    )
+    p.add_argument(
+        "--classes", default=None, help="comma-separated classes (names, WordNet ids, indices); default all"
+    )
     p.add_argument("--out", default="seviz-store.h5", help="store to write (default: seviz-store.h5)")
-    p.add_argument("--images-per-class", type=int, default=None, help="first N images of each class (paper: 50)")
+    p.add_argument(
+        "--images-per-class", type=int, default=None, help="first N images of each class (paper: 50)"
+    )
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=2, help="image-decoding worker processes (default 2)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="image-decoding worker processes (default: 0 on CPU, where the model uses every core; 4 on CUDA)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="stored gate dtype")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
@@ -74,7 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-gate-error", type=float, default=0.02, help="bound on fast-mode gate error (0.02)")
     p.add_argument("--fallback", action="store_true", help="record in fp32 if the fast mode is out of bound")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--decode", default="cpu", choices=["cpu", "gpu"], help="gpu: decode JPEGs on the CUDA device")
+    p.add_argument(
+        "--decode", default="cpu", choices=["cpu", "gpu"], help="gpu: decode JPEGs on the CUDA device"
+    )
+    p.add_argument(
+        "--writer",
+        default="auto",
+        choices=["auto", "thread", "inline"],
+        help="store writes from a background thread or between batches (auto: thread on CUDA, inline on CPU)",
+    )
 
     p = commands.add_parser("blocks", help="list the SE blocks seviz finds in a model")
     _add_model_arguments(p, weights_default="random")
@@ -82,10 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("info", help="summarise a store")
     p.add_argument("store")
 
-    p = commands.add_parser("analyze", help="per-class statistics, class specificity and gate behaviour per block")
+    p = commands.add_parser(
+        "analyze", help="per-class statistics, class specificity and gate behaviour per block"
+    )
     p.add_argument("store")
     p.add_argument("--blocks", default=None, help="comma-separated blocks (default: all)")
-    p.add_argument("--classes", default=None, help="classes to report per-class statistics for (default: all)")
+    p.add_argument(
+        "--classes", default=None, help="classes to report per-class statistics for (default: all)"
+    )
     p.add_argument("--json", dest="json_out", default=None, help="write all statistics as JSON")
 
     p = commands.add_parser("recommend", help="verdicts per SE block: identity, constant or keep")
@@ -94,16 +117,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--identity-max-deviation", type=float, default=None, help="mean |1-s| at most (0.02)")
     p.add_argument("--identity-min-near-one", type=float, default=None, help="share of gates near one (0.95)")
-    p.add_argument("--constant-max-dependence", type=float, default=None, help="input dependence at most (1e-3)")
-    p.add_argument("--near-one", type=float, default=None, help='a gate at or above this is "near one" (0.95)')
+    p.add_argument(
+        "--constant-max-dependence", type=float, default=None, help="input dependence at most (1e-3)"
+    )
+    p.add_argument(
+        "--near-one", type=float, default=None, help='a gate at or above this is "near one" (0.95)'
+    )
 
     p = commands.add_parser("plot", help="the paper's Figures 6 and 7 and depth plots (PNG and SVG)")
     p.add_argument("store")
     p.add_argument("--out", default="figures", help="folder to write into")
-    p.add_argument("--blocks", default=None, help="default: SE_2_3,SE_3_4,SE_4_6,SE_5_1,SE_5_2,SE_5_3 when present")
+    p.add_argument(
+        "--blocks", default=None, help="default: SE_2_3,SE_3_4,SE_4_6,SE_5_1,SE_5_2,SE_5_3 when present"
+    )
     p.add_argument("--classes", default=None, help="default: up to 10 recorded classes")
-    p.add_argument("--channels", type=int, default=None, help="plot a subset of N channels (the paper used 50)")
-    p.add_argument("--random-channels", action="store_true", help="pick the subset at random (seeded), not first N")
+    p.add_argument(
+        "--channels", type=int, default=None, help="plot a subset of N channels (the paper used 50)"
+    )
+    p.add_argument(
+        "--random-channels", action="store_true", help="pick the subset at random (seeded), not first N"
+    )
     p.add_argument("--sort", action="store_true", help="sort channels by their all-class mean")
     p.add_argument("--formats", default="png,svg")
 
@@ -122,12 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("prune", help="remove or fold SE branches and save the edited model")
     _add_model_arguments(p)
     chosen = p.add_mutually_exclusive_group(required=True)
-    chosen.add_argument("--recommendation", help="rec.json from `seviz recommend` (identity removed, constant folded)")
-    chosen.add_argument("--blocks", help="comma-separated block globs to remove, e.g. 'SE_5_*' (the paper's stage 5)")
+    chosen.add_argument(
+        "--recommendation", help="rec.json from `seviz recommend` (identity removed, constant folded)"
+    )
+    chosen.add_argument(
+        "--blocks", help="comma-separated block globs to remove, e.g. 'SE_5_*' (the paper's stage 5)"
+    )
     p.add_argument("--out", required=True, help="pruned model to write (.safetensors)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
-    p = commands.add_parser("evaluate", help="measure what an edit costs: accuracy, agreement, KL, params, FLOPs")
+    p = commands.add_parser(
+        "evaluate", help="measure what an edit costs: accuracy, agreement, KL, params, FLOPs"
+    )
     _add_model_arguments(p)
     edited = p.add_mutually_exclusive_group()
     edited.add_argument("--pruned", help="a pruned model from `seviz prune`")
@@ -137,8 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", default=None, help="restrict to these classes (default: all found)")
     p.add_argument("--images-per-class", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--per-block", action="store_true", help="also: accuracy change when removing each block alone")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="image-decoding worker processes (default 0: inline, see seviz record)",
+    )
+    p.add_argument(
+        "--per-block", action="store_true", help="also: accuracy change when removing each block alone"
+    )
     p.add_argument("--json", dest="json_out", default=None, help="write the figures as JSON")
     p.add_argument("--no-progress", action="store_true")
 
@@ -146,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store")
     p.add_argument("--model", default=None, help="default: the model the store was recorded with")
     p.add_argument("--weights", default=None, help="default: the weights the store was recorded with")
-    p.add_argument("--images-per-class", type=int, default=None, help="use at most N recorded images per class")
+    p.add_argument(
+        "--images-per-class", type=int, default=None, help="use at most N recorded images per class"
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
@@ -180,6 +228,7 @@ def _record(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         command=shlex.join(["seviz", *args.argv]),
         decode=args.decode,
+        writer=args.writer,
     )
     print(
         f"store:    {summary.store}\n"
@@ -213,7 +262,10 @@ def _info(args: argparse.Namespace) -> int:
         print(f"precision: {store.attrs.get('precision', 'fp32')}")
         print(f"complete:  {store.complete}")
         print(f"samples:   {len(store)}; skipped files: {len(store.skipped)}")
-        print("classes:   " + ", ".join(f"{name} ({counts.get(name, 0)})" for name in store.recorded_class_names))
+        print(
+            "classes:   "
+            + ", ".join(f"{name} ({counts.get(name, 0)})" for name in store.recorded_class_names)
+        )
         print("blocks:    " + ", ".join(f"{b.name} ({b.channels})" for b in store.blocks.values()))
     return 0
 
@@ -226,8 +278,10 @@ def _analyze(args: argparse.Namespace) -> int:
     from seviz.stats import compute_statistics
 
     stats = compute_statistics(args.store, blocks=_split(args.blocks), classes=_split(args.classes))
-    print(f"{'block':8} {'channels':>8} {'specificity':>11} {'chance':>6} {'var-ratio':>9} {'mean|1-s|':>9} "
-          f"{'>=0.95':>6} {'input-dep':>9}")
+    print(
+        f"{'block':8} {'channels':>8} {'specificity':>11} {'chance':>6} {'var-ratio':>9} {'mean|1-s|':>9} "
+        f"{'>=0.95':>6} {'input-dep':>9}"
+    )
     for name in stats.block_names:
         block = stats.block(name)
         sp, gb = block.specificity, block.behaviour
@@ -339,7 +393,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     elif args.per_block:
         edited = _load_model(args).model
     else:
-        raise ValueError("nothing to compare: pass --pruned FILE, --blocks GLOBS, --recommendation rec.json or --per-block")
+        raise ValueError(
+            "nothing to compare: pass --pruned FILE, --blocks GLOBS, --recommendation rec.json or --per-block"
+        )
     report = evaluate(
         loaded,
         edited,

@@ -82,7 +82,9 @@ def find_images(
     """
     root = Path(data_dir).expanduser().resolve()  # the store names images by absolute path
     if not root.is_dir():
-        raise FileNotFoundError(f"data folder {str(data_dir)!r} does not exist; pass --data with a folder of images")
+        raise FileNotFoundError(
+            f"data folder {str(data_dir)!r} does not exist; pass --data with a folder of images"
+        )
     if images_per_class is not None and images_per_class < 1:
         raise DataError(f"--images-per-class must be at least 1, got {images_per_class}")
     space = ClassSpace(loaded)
@@ -121,7 +123,11 @@ def find_images(
                 f"ImageNet val folder with {VAL_SOLUTION}"
             )
         if unmatched:
-            log.warning("ignoring %d folders that name no class of the model: %s", len(unmatched), ", ".join(unmatched[:5]))
+            log.warning(
+                "ignoring %d folders that name no class of the model: %s",
+                len(unmatched),
+                ", ".join(unmatched[:5]),
+            )
 
     chosen = [r.index for r in wanted] if wanted else sorted(by_class)
     items: list[ImageItem] = []
@@ -242,7 +248,9 @@ def iterate_batches(
     remaining = list(items[start:])
     on_device = decode_device is not None
     loader = DataLoader(
-        _BytesDataset(remaining, None) if on_device else _ImageDataset(remaining, make_transform(data_config)),
+        _BytesDataset(remaining, None)
+        if on_device
+        else _ImageDataset(remaining, make_transform(data_config)),
         batch_size=batch_size,
         shuffle=False,
         num_workers=max(0, workers),

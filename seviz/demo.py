@@ -59,8 +59,10 @@ class DemoResult:
                 f"params -{v['params_removed']:,}"
             )
         else:
-            lines.append("\nno block was flagged identity or constant with the default thresholds; "
-                         "the per-block 'remove-alone' column shows what each removal would cost")
+            lines.append(
+                "\nno block was flagged identity or constant with the default thresholds; "
+                "the per-block 'remove-alone' column shows what each removal would cost"
+            )
         s = self.stage5_figures
         lines.append(
             f"stage-5 experiment (all SE_5_* removed): top-1 {100 * s['top1_before']:.2f}% -> "
@@ -114,7 +116,9 @@ def run_demo(
     out_dir = Path(out)
     store = out_dir / "demo.h5"
     if store.exists() and not overwrite:
-        raise FileExistsError(f"{str(out_dir)!r} already holds a demo ({store}); pass --overwrite or another --out")
+        raise FileExistsError(
+            f"{str(out_dir)!r} already holds a demo ({store}); pass --overwrite or another --out"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     data_dir = Path(data) if data else sample_dir()
 
@@ -132,7 +136,9 @@ def run_demo(
     )
     log.info("2/6 statistics")
     stats = compute_statistics(store)
-    (out_dir / "stats.json").write_text(json.dumps(stats.to_dict(per_class=False), indent=2, allow_nan=False) + "\n")
+    (out_dir / "stats.json").write_text(
+        json.dumps(stats.to_dict(per_class=False), indent=2, allow_nan=False) + "\n"
+    )
     log.info("3/6 recommendation and figures")
     recommendation = recommend(stats)
     rec_json, _ = recommendation.write(out_dir / "rec.json", overwrite=True)

@@ -98,8 +98,8 @@ def build_demo_model(num_classes: int = len(CIFAR10_CLASSES)):
     Returns:
         A timm ``ResNet`` whose 16 SE gates are found as SE_2_1 ... SE_5_3.
     """
-    from torch import nn
     from timm.models.resnet import Bottleneck, ResNet
+    from torch import nn
 
     model = ResNet(
         block=Bottleneck,

@@ -91,7 +91,7 @@ def decode_batch(
             batch = torchvision.io.decode_jpeg(
                 [encoded[i] for i in jpegs], mode=torchvision.io.ImageReadMode.RGB, device=device
             )
-            decoded = dict(zip(jpegs, batch))
+            decoded = dict(zip(jpegs, batch, strict=True))
         except RuntimeError:
             decoded = {}
     images, loaded, failed = [], [], []

@@ -129,11 +129,15 @@ _BUILTIN = [
         lambda m: m.gate,
     ),
     SEAdapter(
-        "timm.SqueezeExciteCl", _class_matcher("timm.layers.squeeze_excite", "SqueezeExciteCl"), lambda m: m.gate
+        "timm.SqueezeExciteCl",
+        _class_matcher("timm.layers.squeeze_excite", "SqueezeExciteCl"),
+        lambda m: m.gate,
     ),
     SEAdapter("timm.legacy.SEModule", _class_matcher("timm.models.senet", "SEModule"), lambda m: m.sigmoid),
     SEAdapter(
-        "timm.SqueezeExcite", _class_matcher("timm.models._efficientnet_blocks", "SqueezeExcite"), lambda m: m.gate
+        "timm.SqueezeExcite",
+        _class_matcher("timm.models._efficientnet_blocks", "SqueezeExcite"),
+        lambda m: m.gate,
     ),
     SEAdapter(
         "torchvision.SqueezeExcitation",
@@ -144,7 +148,9 @@ _BUILTIN = [
 # Hand-written blocks, found by structure; the probe pass confirms them.
 _STRUCTURAL = [
     SEAdapter("structural.pool_sigmoid", _has_pool_and_sigmoid_child, _sigmoid_child),
-    SEAdapter("structural.sequential_gate", _sequential_ending_in_sigmoid, lambda m: m[-1], scales_input=False),
+    SEAdapter(
+        "structural.sequential_gate", _sequential_ending_in_sigmoid, lambda m: m[-1], scales_input=False
+    ),
 ]
 _ADAPTERS.extend(_BUILTIN + _STRUCTURAL)
 
@@ -351,6 +357,8 @@ def format_gate_table(gates: list[SEGate]) -> str:
     rows = [("name", "channels", "params", "kind", "module")]
     rows += [(g.name, str(g.channels), str(g.params), g.kind, g.gate_path) for g in gates]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
     lines.append(f"{len(gates)} SE blocks, {sum(g.params for g in gates):,} SE parameters")
     return "\n".join(lines)

@@ -230,7 +230,7 @@ def evaluate(
         latency_repeats: Timed passes per model (0: no timing).
         progress: Show a progress bar (default: when stderr is a terminal).
         edits: The edits to record in the report when ``edited`` is a plain
-            model (:func:`seviz.pruning.read_saved_edits` reads a pruned file's).
+            model (:func:`seviz.pruned_files.read_saved_edits` reads a pruned file's).
 
     Returns:
         The report; ``report.summary()`` reads well, ``report.to_json()`` is the data.

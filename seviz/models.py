@@ -66,8 +66,10 @@ class LoadedModel:
         spec: What the user asked for (``se_resnet50``).
         name: What was built (``legacy_seresnet50.in1k``).
         weights_source: ``pretrained``, ``random``, ``demo`` or the weights file path.
-        weights_sha256: SHA-256 of the weights file, or of the state dict's tensors
-            (sorted by key) when the weights did not come from a file.
+        weights_sha256: SHA-256 of the loaded state dict's tensors (sorted by
+            key), whatever their source: the same weights from the hub or from a
+            local file have the same hash.
+        weights_file_sha256: SHA-256 of the weights file's bytes, when they came from one.
         class_names: One name per output, in output order.
         class_ids: WordNet ids for ImageNet outputs, else ``None``.
         data_config: timm-style preprocessing (input_size, interpolation,
@@ -82,10 +84,15 @@ class LoadedModel:
     class_names: tuple[str, ...]
     class_ids: tuple[str, ...] | None
     data_config: dict[str, Any] = field(default_factory=dict)
+    weights_file_sha256: str | None = None
 
     @property
     def is_imagenet(self) -> bool:
         return self.class_ids is not None
+
+    def has_weights(self, sha256: str) -> bool:
+        """Whether ``sha256`` names these weights: their tensors' hash, or their file's."""
+        return bool(sha256) and sha256 in (self.weights_sha256, self.weights_file_sha256)
 
     def provenance(self) -> dict[str, Any]:
         """Store attributes describing this model."""
@@ -94,6 +101,7 @@ class LoadedModel:
             "model_spec": self.spec,
             "weights_source": self.weights_source,
             "weights_sha256": self.weights_sha256,
+            "weights_file_sha256": self.weights_file_sha256,
             "num_classes": len(self.class_names),
             "preprocessing": self.data_config,
         }
@@ -186,7 +194,9 @@ def read_state_dict(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     import torch
 
     if not path.is_file():
-        raise ModelLoadError(f"weights file {str(path)!r} does not exist; pass an existing .safetensors/.pth file")
+        raise ModelLoadError(
+            f"weights file {str(path)!r} does not exist; pass an existing .safetensors/.pth file"
+        )
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
@@ -214,14 +224,14 @@ def read_state_dict(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def load_weights_file(model: nn.Module, path: Path) -> str:
-    """Load a weights file into ``model`` strictly; returns the file's SHA-256.
+    """Load a weights file into ``model`` strictly; returns the loaded state dict's SHA-256.
 
     Pruned models saved by ``seviz prune`` carry their edits in the
     safetensors metadata; they are applied to ``model`` before loading.
     """
     state, metadata = read_state_dict(path)
     if "seviz_edits" in metadata:
-        from seviz.pruning import apply_saved_edits
+        from seviz.pruned_files import apply_saved_edits
 
         apply_saved_edits(model, json.loads(metadata["seviz_edits"]))
     state = {k.removeprefix("module."): v for k, v in state.items()}
@@ -242,25 +252,28 @@ def load_weights_file(model: nn.Module, path: Path) -> str:
         if wrong_shape:
             parts.append(f"{len(wrong_shape)} of another shape (first: {'; '.join(wrong_shape[:5])})")
         raise ModelLoadError(
-            f"weights {str(path)!r} do not fit model {type(model).__name__}: " + "; ".join(parts)
+            f"weights {str(path)!r} do not fit model {type(model).__name__}: "
+            + "; ".join(parts)
             + ". Check --model (and --num-classes) match the checkpoint"
         )
     model.load_state_dict(state, strict=True)
-    return file_sha256(path)
+    return _state_dict_sha256(model)
 
 
-def _apply_weights(model: nn.Module, weights: str) -> tuple[str, str]:
-    """Load ``weights`` (random or a file) into model; returns (source, sha256)."""
+def _apply_weights(model: nn.Module, weights: str) -> tuple[str, str, str | None]:
+    """Load ``weights`` (random or a file) into model; returns (source, sha256, file sha256)."""
     if weights == "random":
-        return "random", _state_dict_sha256(model)
+        return "random", _state_dict_sha256(model), None
     path = Path(weights).expanduser()
-    return str(path.resolve()), load_weights_file(model, path)
+    return str(path.resolve()), load_weights_file(model, path), file_sha256(path)
 
 
 # ---------------------------------------------------------------- class names
 
 
-def imagenet_names(num_classes: int, model: nn.Module | None = None) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+def imagenet_names(
+    num_classes: int, model: nn.Module | None = None
+) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
     """(names, WordNet ids) for an ImageNet-labelled head, from timm's ImageNet info."""
     from timm.data import ImageNetInfo, infer_imagenet_subset
 
@@ -313,7 +326,9 @@ def _is_demo(spec: str) -> bool:
 
 
 @register_model_builder(_is_demo)
-def _build_demo(spec: str, weights: str, num_classes: int | None, class_names: Sequence[str] | None) -> LoadedModel:
+def _build_demo(
+    spec: str, weights: str, num_classes: int | None, class_names: Sequence[str] | None
+) -> LoadedModel:
     from seviz import demo_model
 
     config = demo_model.load_config()
@@ -325,16 +340,21 @@ def _build_demo(spec: str, weights: str, num_classes: int | None, class_names: S
                 f"the demo weights {str(path)!r} are missing from this installation; reinstall seviz or train them "
                 "with data/train_demo_model.py"
             )
-        source, sha = "demo", load_weights_file(model, path)
+        source, sha, file_sha = "demo", load_weights_file(model, path), file_sha256(path)
     else:
-        source, sha = _apply_weights(model, weights)
+        source, sha, file_sha = _apply_weights(model, weights)
     names = tuple(config["class_names"])
     data_config = _clean_data_config(dict(config["pretrained_cfg"]))  # the shipped JSON holds lists
-    return LoadedModel(model, spec, spec, source, sha, names, None, data_config)
+    return LoadedModel(model, spec, spec, source, sha, names, None, data_config, file_sha)
 
 
 def _is_factory(spec: str) -> bool:
-    return ":" in spec and not spec.startswith("torchvision:") and not spec.startswith("hf-hub:") and not spec.startswith("hf_hub:")
+    return (
+        ":" in spec
+        and not spec.startswith("torchvision:")
+        and not spec.startswith("hf-hub:")
+        and not spec.startswith("hf_hub:")
+    )
 
 
 @register_model_builder(_is_factory)
@@ -370,11 +390,11 @@ def _build_factory(
             f"a model from your own code ({spec!r}) has no 'pretrained' weights; pass --weights FILE "
             "(.safetensors or .pth state dict) or --weights random"
         )
-    source, sha = _apply_weights(model, weights)
+    source, sha, file_sha = _apply_weights(model, weights)
     names, ids = _head_classes(model, num_classes or _num_outputs(model), class_names)
     data_config = dict(IMAGENET_DEFAULT_CFG)
     data_config.update(getattr(model, "pretrained_cfg", None) or {})
-    return LoadedModel(model, spec, spec, source, sha, names, ids, _clean_data_config(data_config))
+    return LoadedModel(model, spec, spec, source, sha, names, ids, _clean_data_config(data_config), file_sha)
 
 
 def _is_torchvision(spec: str) -> bool:
@@ -404,13 +424,13 @@ def _build_torchvision(
             model = torchvision.models.get_model(name, weights=entry, **kwargs)
         except Exception as error:
             raise _unavailable(spec, error) from None
-        source, sha = f"torchvision:{entry}", _state_dict_sha256(model)
+        source, sha, file_sha = f"torchvision:{entry}", _state_dict_sha256(model), None
         data_config.update(_torchvision_transform_cfg(entry))
     else:
         model = torchvision.models.get_model(name, weights=None, **kwargs)
-        source, sha = _apply_weights(model, weights)
+        source, sha, file_sha = _apply_weights(model, weights)
     names, ids = _head_classes(model, num_classes or _num_outputs(model), class_names)
-    return LoadedModel(model, spec, spec, source, sha, names, ids, _clean_data_config(data_config))
+    return LoadedModel(model, spec, spec, source, sha, names, ids, _clean_data_config(data_config), file_sha)
 
 
 def _torchvision_transform_cfg(entry: Any) -> dict[str, Any]:
@@ -426,7 +446,9 @@ def _torchvision_transform_cfg(entry: Any) -> dict[str, Any]:
     }
 
 
-def _build_timm(spec: str, weights: str, num_classes: int | None, class_names: Sequence[str] | None) -> LoadedModel:
+def _build_timm(
+    spec: str, weights: str, num_classes: int | None, class_names: Sequence[str] | None
+) -> LoadedModel:
     import timm
 
     name = MODEL_ALIASES.get(spec, spec)
@@ -447,15 +469,15 @@ def _build_timm(spec: str, weights: str, num_classes: int | None, class_names: S
             model = timm.create_model(name, pretrained=True, **kwargs)
         except Exception as error:
             raise _unavailable(name, error) from None
-        source, sha = f"pretrained:{name}", _state_dict_sha256(model)
+        source, sha, file_sha = f"pretrained:{name}", _state_dict_sha256(model), None
     else:
         model = timm.create_model(name, pretrained=False, **kwargs)
-        source, sha = _apply_weights(model, weights)
+        source, sha, file_sha = _apply_weights(model, weights)
     from timm.data import resolve_data_config
 
     data_config = resolve_data_config({}, model=model)
     names, ids = _head_classes(model, _num_outputs(model), class_names)
-    return LoadedModel(model, spec, name, source, sha, names, ids, _clean_data_config(data_config))
+    return LoadedModel(model, spec, name, source, sha, names, ids, _clean_data_config(data_config), file_sha)
 
 
 def _unavailable(name: str, error: Exception) -> ModelLoadError:

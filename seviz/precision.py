@@ -44,7 +44,9 @@ class FastMode:
         return self.precision == "fp32" and not self.compile
 
     def describe(self) -> str:
-        extras = [name for name, on in (("channels_last", self.channels_last), ("compile", self.compile)) if on]
+        extras = [
+            name for name, on in (("channels_last", self.channels_last), ("compile", self.compile)) if on
+        ]
         return "+".join([self.precision, *extras])
 
 
@@ -159,7 +161,12 @@ def calibrate(
 def enforce_bound(report: dict[str, Any], mode: FastMode, fallback: bool) -> FastMode:
     """Stop (or fall back to fp32) when the calibrated gate error exceeds the bound."""
     if report["within_bound"]:
-        log.info("fast mode %s: max gate error %.4g <= %.4g", mode.describe(), report["max_abs"], report["max_gate_error"])
+        log.info(
+            "fast mode %s: max gate error %.4g <= %.4g",
+            mode.describe(),
+            report["max_abs"],
+            report["max_gate_error"],
+        )
         return mode
     worst = max(report["per_block"].items(), key=lambda item: item[1]["max_abs"])
     message = (

@@ -1,4 +1,4 @@
-"""Remove or fold SE branches, and save the edited model so seviz loads it back.
+"""Remove or fold SE branches of a model.
 
 Hu et al. (arXiv 1709.01507, Sec. 7.2) found the last stage's excitations of
 SE-ResNet-50 close to identity: removing those SE blocks cost <0.1% top-5
@@ -20,17 +20,10 @@ such edits to any model seviz records:
   activation in between, a reused BatchNorm output) the ``ChannelScale``
   stays.
 
-A pruned model is saved as safetensors whose metadata key ``seviz_edits`` holds
-JSON::
-
-    {"format": 1, "model": SPEC, "model_name": NAME, "base_weights_sha256": SHA,
-     "edits": [{"name", "module_path", "action", "replacement", "folded_into",
-                "channels", "channel_dim", "gate_shape"}, ...]}
-
-:func:`seviz.models.load_weights_file` calls :func:`apply_saved_edits` to
-rebuild the structure before loading the state dict (folded BatchNorm values
-included) strictly, so ``load_model(SPEC, weights="pruned.safetensors")``
-gives the model that was saved.
+Edits come from block names (:func:`prune_blocks`) or from a recommendation
+(:func:`prune_from_recommendation`, read by :mod:`seviz.recommended_edits`);
+:mod:`seviz.pruned_files` saves the result so that ``seviz`` loads it back.
+The names of those modules are re-exported here.
 """
 
 from __future__ import annotations
@@ -39,7 +32,6 @@ import contextlib
 import copy
 import dataclasses
 import fnmatch
-import json
 import logging
 import math
 import os
@@ -48,7 +40,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from seviz._edits import (
+    ACTIONS,
+    AppliedEdit,
+    BlockEdit,
+    PruningError,
+    list_names,
+    set_module,
+)
 from seviz.discover import SEGate, discover_se_gates
+from seviz.pruned_files import apply_saved_edits, read_saved_edits, save_pruned
+from seviz.recommended_edits import check_recommendation_model, edits_from_recommendation, load_recommendation
 
 if TYPE_CHECKING:
     import torch
@@ -58,92 +60,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EDITS_FORMAT = 1
-RECOMMENDATION_VERSION = 1
-ACTIONS = ("identity", "constant")
-# What stands in the SE module's place after an edit.
-REPLACEMENTS = ("identity", "ones_gate", "channel_scale", "constant_gate")
 # A fold is kept when it moves the probe logits by at most this much, relative to their largest magnitude.
 FOLD_RTOL = 1e-4
-
-
-class PruningError(ValueError):
-    """An edit cannot be made as asked; the message names the bad value and the way out."""
-
-
-@dataclass(frozen=True)
-class BlockEdit:
-    """One requested change to one SE block.
-
-    Attributes:
-        name: The block's seviz name (``SE_5_2``).
-        action: ``identity`` (remove the branch) or ``constant`` (a fixed per-channel scale).
-        scale: The per-channel gate values for ``constant``.
-    """
-
-    name: str
-    action: str = "identity"
-    scale: tuple[float, ...] | None = None
-
-
-@dataclass(frozen=True)
-class AppliedEdit:
-    """What was done to one SE block; saved in the pruned file's metadata.
-
-    Attributes:
-        name: The block's seviz name.
-        module_path: The SE module's path (``layer4.1.se``).
-        action: ``identity`` or ``constant``.
-        replacement: The module now at ``module_path``: ``identity``
-            (``nn.Identity``), ``ones_gate`` / ``constant_gate``
-            (:class:`~seviz._fixed_gates.ConstantGate`) or ``channel_scale``
-            (:class:`~seviz._fixed_gates.ChannelScale`).
-        folded_into: The BatchNorm that absorbed a constant scale, or None.
-        channels: Channels of the block.
-        channel_dim: 1 for channels-first inputs, -1 for channels-last.
-        gate_shape: The gate's shape without the batch dimension.
-    """
-
-    name: str
-    module_path: str
-    action: str
-    replacement: str
-    folded_into: str | None
-    channels: int
-    channel_dim: int = 1
-    gate_shape: tuple[int, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        record = dataclasses.asdict(self)
-        record["gate_shape"] = list(self.gate_shape)
-        return record
-
-    @classmethod
-    def from_dict(cls, record: Mapping[str, Any]) -> AppliedEdit:
-        """Read one saved edit, checking its fields."""
-        try:
-            edit = cls(
-                name=str(record["name"]),
-                module_path=str(record["module_path"]),
-                action=str(record["action"]),
-                replacement=str(record["replacement"]),
-                folded_into=record.get("folded_into"),
-                channels=int(record["channels"]),
-                channel_dim=int(record.get("channel_dim", 1)),
-                gate_shape=tuple(int(v) for v in record.get("gate_shape") or (record["channels"], 1, 1)),
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            raise PruningError(
-                f"saved edit {dict(record)!r} is malformed ({type(error).__name__}: {error}); "
-                "the file was not written by seviz prune, or by an incompatible version"
-            ) from None
-        if edit.replacement not in REPLACEMENTS:
-            raise PruningError(
-                f"saved edit of {edit.name} has unknown replacement {edit.replacement!r}; "
-                f"this seviz knows {', '.join(REPLACEMENTS)} (upgrade seviz?)"
-            )
-        return edit
 
 
 @dataclass(frozen=True)
@@ -170,7 +88,7 @@ class PrunedModel:
         )
 
 
-# ---------------------------------------------------------------- choosing blocks
+# ---------------------------------------------------------------- choosing blocks by name
 
 
 def select_blocks(gates: Sequence[SEGate], patterns: str | Sequence[str]) -> list[SEGate]:
@@ -202,145 +120,10 @@ def select_blocks(gates: Sequence[SEGate], patterns: str | Sequence[str]) -> lis
         ]
         if not hits:
             raise PruningError(
-                f"block pattern {pattern!r} matches no SE block; the model has {_list_names(gates)}"
+                f"block pattern {pattern!r} matches no SE block; the model has {list_names(gates)}"
             )
         chosen.update(hits)
     return [g for g in gates if g.name in chosen]
-
-
-def load_recommendation(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
-    """Read and check a recommendation written by ``seviz recommend``.
-
-    Args:
-        source: The JSON file, or its already parsed content.
-
-    Raises:
-        PruningError: Not readable, not a seviz recommendation, or from a newer seviz.
-    """
-    where = "recommendation"
-    if isinstance(source, Mapping):
-        data: Any = dict(source)
-    else:
-        path = Path(source).expanduser()
-        where = str(path)
-        if not path.is_file():
-            raise PruningError(
-                f"recommendation file {where!r} does not exist; write one with `seviz recommend STORE`"
-            )
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise PruningError(
-                f"{where!r} is not JSON ({error}); pass the rec.json written by seviz recommend"
-            ) from None
-    if not isinstance(data, dict) or "seviz_recommendation" not in data:
-        raise PruningError(
-            f"{where!r} is not a seviz recommendation (no 'seviz_recommendation' key); "
-            "write one with `seviz recommend STORE --out rec.json`"
-        )
-    version = data["seviz_recommendation"]
-    if not isinstance(version, int) or version > RECOMMENDATION_VERSION:
-        raise PruningError(
-            f"{where!r} has recommendation format {version!r}; this seviz reads format "
-            f"{RECOMMENDATION_VERSION} (upgrade seviz)"
-        )
-    blocks = data.get("blocks")
-    if not isinstance(blocks, list) or not all(isinstance(b, dict) and "name" in b for b in blocks):
-        raise PruningError(
-            f"{where!r} has no 'blocks' list of {{name, verdict, ...}} entries; re-run seviz recommend"
-        )
-    data["_source"] = where
-    return data
-
-
-def check_recommendation_model(
-    recommendation: Mapping[str, Any], loaded: LoadedModel, check_weights: bool = True
-) -> None:
-    """Refuse a recommendation made for another model (or other weights).
-
-    Raises:
-        PruningError: The names differ, or (with ``check_weights``) the weights' SHA-256 differ.
-    """
-    from seviz.models import MODEL_ALIASES
-
-    where = recommendation.get("_source", "recommendation")
-    names, sha = _recommendation_identity(recommendation)
-    if not names:
-        log.warning("%s names no model; cannot check that it was made for %s", where, loaded.name)
-    else:
-        ours = {loaded.name, loaded.spec, MODEL_ALIASES.get(loaded.spec, loaded.spec)}
-        ours |= {alias for alias, target in MODEL_ALIASES.items() if target in ours}
-        untagged = {n.split(".", 1)[0] for n in ours}
-        same = any(n in ours or ("." not in n and n in untagged) for n in names)
-        if not same:
-            raise PruningError(
-                f"{where} was made for model {sorted(names)[0]!r}, but the model loaded is {loaded.name!r} "
-                f"(--model {loaded.spec!r}); prune the model it was made for, or record and recommend "
-                "this one"
-            )
-    if check_weights and sha and loaded.weights_sha256 and sha != loaded.weights_sha256:
-        raise PruningError(
-            f"{where} was made for weights with SHA-256 {sha[:16]}..., but the weights loaded "
-            f"({loaded.weights_source}) have {loaded.weights_sha256[:16]}...; pass the same --weights, "
-            "or skip "
-            "this check (check_weights=False) if they are the same tensors in another file"
-        )
-
-
-def _recommendation_identity(recommendation: Mapping[str, Any]) -> tuple[set[str], str | None]:
-    """(model names, weights SHA-256) a recommendation says it was made for."""
-    names: set[str] = set()
-    sha = recommendation.get("weights_sha256")
-    for field in ("model", "model_spec", "store"):
-        value = recommendation.get(field)
-        if isinstance(value, str) and field != "store":
-            names.add(value)
-        elif isinstance(value, Mapping):
-            keys = ("name", "model", "spec", "model_spec")
-            names.update(str(value[k]) for k in keys if isinstance(value.get(k), str))
-            sha = sha or value.get("weights_sha256")
-    return names, sha if isinstance(sha, str) else None
-
-
-def edits_from_recommendation(recommendation: Mapping[str, Any], gates: Sequence[SEGate]) -> list[BlockEdit]:
-    """One edit per ``identity`` / ``constant`` verdict (``keep`` blocks stay).
-
-    Raises:
-        PruningError: A block not in the model, an unknown verdict, a constant
-            block without a usable ``constant_vector``, or nothing to prune.
-    """
-    where = recommendation.get("_source", "recommendation")
-    by_name = {g.name: g for g in gates}
-    edits: list[BlockEdit] = []
-    for block in recommendation.get("blocks", []):
-        name, verdict = block["name"], block.get("verdict")
-        if verdict == "keep":
-            continue
-        if verdict not in ACTIONS:
-            raise PruningError(
-                f"{where}: block {name} has verdict {verdict!r}; expected identity, constant or keep"
-            )
-        gate = by_name.get(name)
-        if gate is None:
-            raise PruningError(f"{where}: block {name!r} is not in the model, which has {_list_names(gates)}")
-        module = block.get("module")
-        if module and module not in (gate.module_path, gate.gate_path):
-            raise PruningError(
-                f"{where}: block {name} is module {module!r} there but {gate.module_path!r} in this model; "
-                "was the recommendation made for another model?"
-            )
-        scale = None
-        if verdict == "constant":
-            vector = block.get("constant_vector")
-            if not isinstance(vector, list):
-                raise PruningError(
-                    f"{where}: block {name} is 'constant' but has no constant_vector; re-run seviz recommend"
-                )
-            scale = tuple(float(v) for v in vector)
-        edits.append(BlockEdit(name, verdict, scale))
-    if not edits:
-        raise PruningError(f"{where} keeps every block (no identity or constant verdict): nothing to prune")
-    return edits
 
 
 # ---------------------------------------------------------------- editing
@@ -399,7 +182,7 @@ def prune(
                     new = ChannelScale(values, channel_dim)
                 else:
                     new = ConstantGate(values, gate_shape)
-                _set_module(model, gate.module_path, new.to(device))
+                set_module(model, gate.module_path, new.to(device))
                 applied.append(
                     AppliedEdit(
                         gate.name,
@@ -516,7 +299,7 @@ def _check_edits(edits: Sequence[BlockEdit], gates: Sequence[SEGate]) -> list[tu
     for edit in edits:
         gate = by_name.get(edit.name)
         if gate is None:
-            raise PruningError(f"block {edit.name!r} is not in the model; it has {_list_names(gates)}")
+            raise PruningError(f"block {edit.name!r} is not in the model; it has {list_names(gates)}")
         if edit.name in seen:
             raise PruningError(f"block {edit.name} is edited twice; give each block one action")
         seen.add(edit.name)
@@ -569,7 +352,7 @@ def _fold_constants(model: nn.Module, applied: list[AppliedEdit], probe: torch.T
         ones = scale.new_ones(scale.shape)
         gate_only = edit.replacement != "channel_scale"
         passthrough = ConstantGate(ones, edit.gate_shape) if gate_only else nn.Identity()
-        _set_module(model, edit.module_path, passthrough)
+        set_module(model, edit.module_path, passthrough)
         with _no_tf32():
             error = float((logits_of(model(probe)) - reference).abs().max())
         if error <= tolerance:
@@ -579,7 +362,7 @@ def _fold_constants(model: nn.Module, applied: list[AppliedEdit], probe: torch.T
         else:
             norm.weight.copy_(saved[0])
             norm.bias.copy_(saved[1])
-            _set_module(model, edit.module_path, scaled)
+            set_module(model, edit.module_path, scaled)
             log.info(
                 "%s: folding into %s moves the logits by %.3g (> %.3g); kept a fixed per-channel scale",
                 edit.name,
@@ -614,157 +397,6 @@ def _preceding_batchnorm(model: nn.Module, module_path: str, channels: int) -> s
     return None
 
 
-# ---------------------------------------------------------------- saving and loading
-
-
-def save_pruned(
-    model: nn.Module,
-    edits: Sequence[AppliedEdit],
-    out_path: str | os.PathLike,
-    base_spec: str,
-    *,
-    model_name: str | None = None,
-    base_weights_sha256: str | None = None,
-    overwrite: bool = False,
-) -> Path:
-    """Write a pruned model as safetensors, its edits in the ``seviz_edits`` metadata.
-
-    Args:
-        model: The edited model (from :func:`prune`).
-        edits: The applied edits (``PrunedModel.edits``).
-        out_path: Where to write (``.safetensors``).
-        base_spec: The ``--model`` spec that builds the unpruned network.
-        model_name: What that spec resolved to, for the record.
-        base_weights_sha256: The unpruned weights' hash, for the record.
-        overwrite: Replace an existing file.
-
-    Returns:
-        The path written.
-
-    Raises:
-        FileExistsError: ``out_path`` exists and ``overwrite`` is False.
-        PruningError: A wrong suffix, or a model that does not carry ``edits``.
-    """
-    from safetensors.torch import save_file
-
-    path = Path(out_path).expanduser()
-    if path.suffix != ".safetensors":
-        raise PruningError(
-            f"pruned models are saved as safetensors; name the file *.safetensors, not {path.name!r}"
-        )
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{str(path)!r} exists; choose another --out or pass overwrite=True (--overwrite)"
-        )
-    for edit in edits:
-        expected = _replacement_class(edit.replacement)
-        try:
-            present = model.get_submodule(edit.module_path)
-        except AttributeError:
-            present = None
-        if not isinstance(present, expected):
-            raise PruningError(
-                f"the model does not carry the edit of {edit.name}: {edit.module_path!r} is "
-                f"{type(present).__name__}, not {expected.__name__}; save the model returned by prune()"
-            )
-    metadata = {
-        "format": EDITS_FORMAT,
-        "model": base_spec,
-        "model_name": model_name,
-        "base_weights_sha256": base_weights_sha256,
-        "edits": [e.to_dict() for e in edits],
-    }
-    # clone() unties shared tensors, which safetensors refuses to write.
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        save_file(state, str(partial), metadata={"seviz_edits": json.dumps(metadata)})
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    log.info("wrote %s (%d edited SE blocks of %s)", path, len(edits), base_spec)
-    return path
-
-
-def read_saved_edits(path: str | os.PathLike) -> list[AppliedEdit]:
-    """The edits recorded in a pruned safetensors file (empty for an unpruned one).
-
-    Raises:
-        PruningError: The file cannot be read as safetensors.
-    """
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(Path(path).expanduser()), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except Exception as error:  # safetensors raises its own error types
-        raise PruningError(f"cannot read {str(path)!r} as safetensors: {error}") from None
-    if "seviz_edits" not in metadata:
-        return []
-    saved = json.loads(metadata["seviz_edits"])
-    records = saved.get("edits", []) if isinstance(saved, Mapping) else saved
-    return [AppliedEdit.from_dict(r) for r in records]
-
-
-def apply_saved_edits(
-    model: nn.Module, saved: Mapping[str, Any] | Sequence[Mapping[str, Any]]
-) -> list[AppliedEdit]:
-    """Rebuild a pruned model's structure before its state dict is loaded.
-
-    Replaces each edited SE module with an empty stand-in of the right shape;
-    the saved state dict then fills in the fixed scales and the folded
-    BatchNorm values.
-
-    Args:
-        model: The unpruned network built from the saved ``model`` spec.
-        saved: The parsed ``seviz_edits`` metadata (or its ``edits`` list).
-
-    Returns:
-        The edits applied.
-
-    Raises:
-        PruningError: Unknown format, malformed edits, or an edited module
-            path the model does not have (the file belongs to another model).
-    """
-    import torch
-    from torch import nn
-
-    from seviz._fixed_gates import ChannelScale, ConstantGate
-
-    if isinstance(saved, Mapping):
-        version = saved.get("format", EDITS_FORMAT)
-        if not isinstance(version, int) or version > EDITS_FORMAT:
-            raise PruningError(
-                f"pruned-model edits format {version!r} is newer than this seviz reads ({EDITS_FORMAT}); "
-                "upgrade seviz"
-            )
-        records = saved.get("edits", [])
-        spec = saved.get("model") or "its base model"
-    else:
-        records, spec = saved, "its base model"
-    edits = [AppliedEdit.from_dict(r) for r in records]
-    for edit in edits:
-        try:
-            current = model.get_submodule(edit.module_path)
-        except AttributeError:
-            raise PruningError(
-                f"the pruned weights edit {edit.name} at {edit.module_path!r}, which "
-                f"{type(model).__name__} does not have; load them with --model {spec!r}"
-            ) from None
-        parameter = next(current.parameters(), None)
-        device = parameter.device if parameter is not None else None
-        if edit.replacement == "identity":
-            new: nn.Module = nn.Identity()
-        elif edit.replacement == "channel_scale":
-            new = ChannelScale(torch.zeros(edit.channels), edit.channel_dim)
-        else:  # ones_gate / constant_gate: values come from the state dict
-            new = ConstantGate(torch.zeros(edit.channels), edit.gate_shape)
-        _set_module(model, edit.module_path, new.to(device) if device is not None else new)
-    log.debug("rebuilt %d edited SE blocks of %s", len(edits), spec)
-    return edits
-
-
 # ---------------------------------------------------------------- helpers
 
 
@@ -793,20 +425,6 @@ def _no_tf32() -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
-def _replacement_class(replacement: str) -> type:
-    from torch import nn
-
-    from seviz._fixed_gates import ChannelScale, ConstantGate
-
-    return {"identity": nn.Identity, "channel_scale": ChannelScale}.get(replacement, ConstantGate)
-
-
-def _set_module(model: nn.Module, path: str, module: nn.Module) -> None:
-    parent_path, _, attr = path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    setattr(parent, attr, module)
 
 
 def _gate_shapes(
@@ -861,12 +479,6 @@ def _device_and_dtype(model: nn.Module) -> tuple[Any, Any]:
 def _input_size(loaded: LoadedModel) -> tuple[int, int, int]:
     size = tuple(int(v) for v in loaded.data_config.get("input_size", (3, 224, 224)))
     return size  # type: ignore[return-value]
-
-
-def _list_names(gates: Sequence[SEGate]) -> str:
-    names = [g.name for g in gates]
-    shown = ", ".join(names) if len(names) <= 20 else f"{', '.join(names[:10])}, ..., {names[-1]}"
-    return f"{len(names)} SE blocks: {shown}"
 
 
 __all__ = [

@@ -4,7 +4,8 @@ Layout (schema 1)::
 
     /                       attrs: seviz_schema, seviz_version, torch_version,
                             timm_version, h5py_version, model, model_spec,
-                            weights_source, weights_sha256, preprocessing (JSON),
+                            weights_source, weights_sha256 (tensors),
+                            weights_file_sha256 (file bytes, or ""), preprocessing (JSON),
                             classes (JSON list of {index, name, id}), command,
                             created, precision, gate_error (JSON), dtype,
                             run_config (JSON), complete, finished, skipped_count
@@ -115,7 +116,10 @@ class Attributions:
 
 
 def write_attributions(
-    path: str | os.PathLike, tables: Mapping[str, np.ndarray], classes: Sequence[str], attrs: Mapping[str, Any]
+    path: str | os.PathLike,
+    tables: Mapping[str, np.ndarray],
+    classes: Sequence[str],
+    attrs: Mapping[str, Any],
 ) -> None:
     """Write (replacing) the ``/attributions`` group of a complete store."""
     path = Path(path)
@@ -203,7 +207,11 @@ class StoreWriter:
         }
         for name, (dtype, tail) in columns.items():
             samples.create_dataset(
-                name, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype, chunks=(1024, *tail),
+                name,
+                shape=(0, *tail),
+                maxshape=(None, *tail),
+                dtype=dtype,
+                chunks=(1024, *tail),
                 compression="lzf" if name in ("class_name", "path") else None,
             )
         group = f.create_group("blocks")
@@ -330,8 +338,13 @@ def _reopen_for_append(path: Path) -> h5py.File:
                 for name, data in old[group_name].items():
                     data.refresh()
                     copy = group.create_dataset(
-                        name, shape=(rows, *data.shape[1:]), maxshape=data.maxshape, dtype=data.dtype,
-                        chunks=data.chunks, compression=data.compression, compression_opts=data.compression_opts,
+                        name,
+                        shape=(rows, *data.shape[1:]),
+                        maxshape=data.maxshape,
+                        dtype=data.dtype,
+                        chunks=data.chunks,
+                        compression=data.compression,
+                        compression_opts=data.compression_opts,
                     )
                     for begin in range(0, rows, 8192):
                         end = min(rows, begin + 8192)
@@ -382,7 +395,8 @@ def _check_is_store(f: h5py.File, path: Path) -> None:
 def _decode(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind in "OS":
         return np.asarray(
-            [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in values], dtype=str
+            [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in values],
+            dtype=str,
         )
     return values
 
@@ -461,7 +475,7 @@ class Store:
 
     def class_counts(self) -> dict[str, int]:
         names, counts = np.unique(self.class_names.astype(str), return_counts=True)
-        return dict(zip(names.tolist(), counts.tolist()))
+        return dict(zip(names.tolist(), counts.tolist(), strict=True))
 
     def block(self, name: str) -> BlockInfo:
         if name not in self.blocks:
@@ -572,6 +586,7 @@ def open_store(path: str | os.PathLike, warn_incomplete: bool = True) -> Store:
             zip(
                 _decode(f["skipped/path"][:skips]).tolist(),
                 _decode(f["skipped/reason"][:skips]).tolist(),
+                strict=True,
             )
         )
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}

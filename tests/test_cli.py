@@ -151,7 +151,9 @@ def test_the_store_names_the_command_given_to_main(tmp_path, tiny):
         assert store.attrs["command"] == shlex.join(["seviz", *argv])
 
 
-def test_a_fast_mode_over_its_bound_exits_2_but_a_bug_shows_its_traceback(tmp_path, tiny, capsys, monkeypatch):
+def test_a_fast_mode_over_its_bound_exits_2_but_a_bug_shows_its_traceback(
+    tmp_path, tiny, capsys, monkeypatch
+):
     import seviz.recording
     from seviz.precision import GateErrorTooLarge
 

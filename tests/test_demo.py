@@ -8,14 +8,18 @@ import pytest
 
 from seviz.demo_model import DEMO_MODEL_NAME, build_demo_model, load_config, sample_dir, weights_path
 
-needs_weights = pytest.mark.skipif(not weights_path().is_file(), reason="demo weights are not shipped in this checkout")
+needs_weights = pytest.mark.skipif(
+    not weights_path().is_file(), reason="demo weights are not shipped in this checkout"
+)
 
 
 def test_demo_model_has_se_resnet50_block_structure():
     from seviz.discover import discover_se_gates
 
     gates = discover_se_gates(build_demo_model(), (3, 32, 32))
-    expected = [f"SE_{s}_{b}" for s, n in zip((2, 3, 4, 5), (3, 4, 6, 3)) for b in range(1, n + 1)]
+    expected = [
+        f"SE_{s}_{b}" for s, n in zip((2, 3, 4, 5), (3, 4, 6, 3), strict=True) for b in range(1, n + 1)
+    ]
     assert [g.name for g in gates] == expected
     assert {g.name[:4]: g.channels for g in gates} == {"SE_2": 64, "SE_3": 128, "SE_4": 256, "SE_5": 512}
 

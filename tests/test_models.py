@@ -77,10 +77,31 @@ def test_weights_file_round_trip(tiny_spec, tmp_path, suffix):
     else:
         torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)  # a wrapped checkpoint
     loaded = load_model(tiny_spec, str(path), class_names=["cat", "dog"])
-    assert (loaded.weights_source, loaded.weights_sha256) == (str(path.resolve()), sha256(path))
+    assert (loaded.weights_source, loaded.weights_file_sha256) == (str(path.resolve()), sha256(path))
     for key, value in loaded.model.state_dict().items():
         assert torch.equal(value, state[key]), key
     assert loaded.model.training is False
+
+
+def test_the_same_tensors_have_one_hash_whatever_file_holds_them(tiny_spec, tmp_path):
+    """A store recorded with one copy of the weights accepts another copy (hub, .pth, .safetensors)."""
+    from safetensors.torch import save_file
+
+    source = load_model(tiny_spec, "random").model
+    with torch.no_grad():
+        for parameter in source.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    state = {k: v.contiguous() for k, v in source.state_dict().items()}
+    save_file(state, str(tmp_path / "w.safetensors"))
+    torch.save(state, tmp_path / "w.pth")
+    a = load_model(tiny_spec, str(tmp_path / "w.safetensors"), class_names=["cat", "dog"])
+    b = load_model(tiny_spec, str(tmp_path / "w.pth"), class_names=["cat", "dog"])
+    assert a.weights_file_sha256 != b.weights_file_sha256  # different bytes
+    assert a.weights_sha256 == b.weights_sha256  # the same tensors
+    assert b.has_weights(a.weights_sha256) and b.has_weights(b.weights_file_sha256)
+    assert not b.has_weights(a.weights_file_sha256)  # another file's bytes are not these weights
+    random = load_model(tiny_spec, "random", class_names=["cat", "dog"])
+    assert not random.has_weights(a.weights_sha256) and random.weights_file_sha256 is None
 
 
 def test_weights_that_do_not_fit_list_the_first_mismatches(tiny_spec, tmp_path):

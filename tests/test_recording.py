@@ -225,6 +225,36 @@ def test_tiny_model_blocks_and_dtype_float32(tiny_spec, tmp_path):
     assert (everything.astype(np.float16).astype(np.float32) != everything).any()
 
 
+def test_pipeline_overlaps_on_gpu_and_runs_inline_on_cpu():
+    from seviz.recording import plan_pipeline
+
+    cpu, gpu = plan_pipeline("cpu"), plan_pipeline("cuda")
+    assert (cpu.workers, cpu.background_writer) == (0, False)
+    assert (gpu.workers, gpu.background_writer) == (min(4, os.cpu_count() or 1), True)
+    forced = plan_pipeline("cpu", workers=3, writer="thread")
+    assert (forced.workers, forced.background_writer) == (3, True)
+    assert not plan_pipeline("cuda", writer="inline").background_writer
+    with pytest.raises(ValueError, match="--writer 'disk'"):
+        plan_pipeline("cpu", writer="disk")
+    with pytest.raises(ValueError, match="--workers must be 0 or more, got -1"):
+        plan_pipeline("cpu", workers=-1)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_every_pipeline_writes_the_same_store(tiny_spec, tmp_path, workers):
+    """Decoding in workers or inline, writing from a thread or inline: the same samples, in order."""
+    write_class_folders(tmp_path / "data", {"cat": 5, "dog": 4}, size=(40, 40))
+    inline = record_tiny(tiny_spec, tmp_path / "data", tmp_path / "inline.h5", writer="inline")
+    threaded = record_tiny(
+        tiny_spec, tmp_path / "data", tmp_path / "thread.h5", writer="thread", workers=workers
+    )
+    assert inline.samples == threaded.samples == 9
+    a, b = read_all(tmp_path / "inline.h5"), read_all(tmp_path / "thread.h5")
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
 def test_unreadable_files_are_skipped_and_counted(tiny_spec, tmp_path):
     images = write_class_folders(tmp_path / "data", {"cat": 2, "dog": 3})
     # Sorted first in cat/, so the first batch (of 2) holds no readable image at all.
@@ -386,11 +416,14 @@ def paced_clean_run(tiny_spec, tmp_path_factory):
     return root / "data", read_all(root / "clean.h5")
 
 
-def start_seviz_record(spec_file: str, data: Path, out: Path, workers: int, log: Path) -> subprocess.Popen:
+def start_seviz_record(
+    spec_file: str, data: Path, out: Path, workers: int, log: Path, writer: str = "thread"
+) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "seviz", "record", "--model", f"{spec_file}:paced", "--weights", "random",
         "--class-names", "cat,dog", "--data", str(data), "--out", str(out), "--batch-size", "2",
         "--workers", str(workers), "--device", "cpu", "--dtype", "float32", "--no-progress",
+        "--writer", writer,
     ]  # fmt: skip
     env = {**os.environ, "TINY_SLEEP": "0.05", "OMP_NUM_THREADS": "1"}
     with open(log, "wb") as handle:
@@ -418,12 +451,14 @@ def wait_for_committed(process, out: Path, clean: dict[str, np.ndarray], minimum
     raise AssertionError(f"no progress within the time limit:\n{log.read_text()}")
 
 
+@pytest.mark.parametrize("writer", ["thread", "inline"])
 def test_kill_9_then_resume_gives_the_samples_of_an_uninterrupted_run(
-    tiny_spec, paced_clean_run, tmp_path, monkeypatch
+    tiny_spec, paced_clean_run, tmp_path, monkeypatch, writer
 ):
+    """With the store written from a background thread (the overlapped pipeline) or inline."""
     data, clean = paced_clean_run
     out, log = tmp_path / "store.h5", tmp_path / "seviz.log"
-    process = start_seviz_record(tiny_spec, data, out, workers=0, log=log)
+    process = start_seviz_record(tiny_spec, data, out, workers=0, log=log, writer=writer)
     try:
         seen = wait_for_committed(process, out, clean, minimum=6, log=log)
     finally:

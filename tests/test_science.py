@@ -17,7 +17,9 @@ from seviz.demo_model import DEMO_MODEL_NAME, sample_dir, weights_path
 
 SHARED_TARBALL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 
-pytestmark = pytest.mark.skipif(not weights_path().is_file(), reason="demo weights are not shipped in this checkout")
+pytestmark = pytest.mark.skipif(
+    not weights_path().is_file(), reason="demo weights are not shipped in this checkout"
+)
 
 
 @pytest.fixture(scope="module")

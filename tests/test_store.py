@@ -12,7 +12,10 @@ import pytest
 
 from seviz.store import BlockInfo, SampleBatch, StoreError, StoreWriter, open_store
 
-BLOCKS = [BlockInfo("SE_2_1", "layer1.0.se", 2, 1, 4, "se"), BlockInfo("SE_3_1", "layer2.0.se", 3, 1, 6, "se")]
+BLOCKS = [
+    BlockInfo("SE_2_1", "layer1.0.se", 2, 1, 4, "se"),
+    BlockInfo("SE_3_1", "layer2.0.se", 3, 1, 6, "se"),
+]
 ATTRS = {"model": "tiny", "classes": [{"index": 0, "name": "cat", "id": None}]}
 
 
