@@ -49,7 +49,7 @@ Two measurements, from one run on one machine:
     random weights, 32x32 inputs, batch 16) on N and on 10N generated images,
     each in a fresh subprocess started before this process imports torch; peak
     RSS is ``ru_maxrss`` of that subprocess (the RSS at its end and the peak of
-    its largest DataLoader worker are printed too). 10x more images must add
+    its largest child process are printed too). 10x more images must add
     < 50 MB. N should hold a few full batches, so that both runs reach the
     same activation peak.
 
@@ -430,7 +430,7 @@ def memory(args: argparse.Namespace, work: Path) -> None:
         peaks[size] = figures
         print(
             f"  {figures['samples']:>6} images: peak RSS {figures['self_mb']:.1f} MB, RSS at the end "
-            f"{figures['final_mb']:.1f} MB, largest worker {figures['worker_mb']:.1f} MB; "
+            f"{figures['final_mb']:.1f} MB, largest child process {figures['worker_mb']:.1f} MB; "
             f"{figures['seconds']:.1f} s recording"
         )
         if figures["inherited_mb"] > 0.5 * figures["self_mb"]:
