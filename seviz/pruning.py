@@ -202,9 +202,9 @@ def prune(
     by_name = {g.name: g for g in gates}
     removed = sum(by_name[e.name].params for e in applied)
     removed -= sum(e.channels for e in applied if e.replacement != "identity")
-    for edit in applied:
-        where = f" into {edit.folded_into}" if edit.folded_into else ""
-        log.info("%s (%s): %s -> %s%s", edit.name, edit.module_path, edit.action, edit.replacement, where)
+    for done in applied:
+        where = f" into {done.folded_into}" if done.folded_into else ""
+        log.info("%s (%s): %s -> %s%s", done.name, done.module_path, done.action, done.replacement, where)
     return PrunedModel(model, tuple(applied), params_removed=int(removed))
 
 

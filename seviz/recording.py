@@ -345,7 +345,7 @@ def record(
         "gate_error": gate_error,
         "run_config": run_config,
     }
-    writer = StoreWriter(
+    store_writer = StoreWriter(
         out,
         [g.info() for g in gates],
         attrs,
@@ -356,12 +356,16 @@ def record(
         name_length=max(len(i.class_name.encode()) for i in items),
     )
     began = time.perf_counter()
-    start_samples = writer.samples
+    start_samples = store_writer.samples
     log.info("recording on %s: %s", torch_device, pipeline.describe())
-    background = _BackgroundWriter(writer) if pipeline.background_writer else _InlineWriter(writer)
+    background = (
+        _BackgroundWriter(store_writer) if pipeline.background_writer else _InlineWriter(store_writer)
+    )
     runner = fast.prepare_model(loaded.model, mode)
     finished = False
-    bar = tqdm(total=len(items), initial=writer.consumed, unit="img", desc="recording", disable=not progress)
+    bar = tqdm(
+        total=len(items), initial=store_writer.consumed, unit="img", desc="recording", disable=not progress
+    )
     try:
         # One autocast context for the whole run: autocast caches its low-precision copies of
         # the weights only while its context is open, so a context per batch re-casts them.
@@ -371,7 +375,7 @@ def record(
                 loaded.data_config,
                 batch_size=batch_size,
                 workers=pipeline.workers,
-                start=writer.consumed,
+                start=store_writer.consumed,
                 pin_memory=torch_device.type == "cuda",
                 decode_device=torch_device if decode == "gpu" else None,
             ):
@@ -411,30 +415,30 @@ def record(
                 background.finish()
             except BaseException as error:  # the original exception matters more
                 log.error("store writer failed while stopping: %s", error)
-            writer.close(complete=False)
+            store_writer.close(complete=False)
             log.warning(
                 "recording stopped: %d samples are saved in %s; finish with the same command and --resume",
-                writer.samples,
+                store_writer.samples,
                 out,
             )
         if mode.channels_last:
             loaded.model.to(memory_format=torch.contiguous_format)
     seconds = time.perf_counter() - began
-    skipped_total = writer.consumed - writer.samples
-    writer.close(
+    skipped_total = store_writer.consumed - store_writer.samples
+    store_writer.close(
         complete=True,
         final_attrs={
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "skipped_count": skipped_total,
-            "samples": writer.samples,
+            "samples": store_writer.samples,
         },
     )
-    new = writer.samples - start_samples
+    new = store_writer.samples - start_samples
     summary = RecordSummary(
         store=str(out),
         model=loaded.name,
         blocks=len(gates),
-        samples=writer.samples,
+        samples=store_writer.samples,
         skipped=skipped_total,
         seconds=round(seconds, 3),
         images_per_second=new / seconds if seconds > 0 else 0.0,
