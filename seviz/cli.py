@@ -179,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers",
         type=int,
-        default=0,
-        help="image-decoding worker processes (default 0: inline, see seviz record)",
+        default=None,
+        help="image-decoding worker processes (default: 0 on CPU, 4 on CUDA, as seviz record)",
     )
     p.add_argument(
         "--per-block", action="store_true", help="also: accuracy change when removing each block alone"

@@ -211,7 +211,7 @@ def evaluate(
     items: Sequence[ImageItem],
     *,
     batch_size: int = 32,
-    workers: int = 0,
+    workers: int | None = None,
     per_block: bool = False,
     latency_repeats: int = 5,
     progress: bool | None = None,
@@ -225,7 +225,8 @@ def evaluate(
             a model loaded from a pruned file). Must not be ``original.model`` itself.
         items: Images from :func:`seviz.data.find_images`.
         batch_size: Images per forward pass (and per timed latency pass).
-        workers: DataLoader workers decoding images.
+        workers: DataLoader workers decoding images; None picks by the model's device
+            (:func:`seviz.recording.plan_pipeline`: inline on CPU, workers on CUDA).
         per_block: Also measure removing each SE block of the original alone.
         latency_repeats: Timed passes per model (0: no timing).
         progress: Show a progress bar (default: when stderr is a terminal).
@@ -241,7 +242,11 @@ def evaluate(
     import torch
 
     from seviz.data import iterate_batches
+    from seviz.recording import plan_pipeline
 
+    parameter = next(original.model.parameters(), None)
+    device_type = parameter.device.type if parameter is not None else "cpu"
+    workers = plan_pipeline(device_type, workers).workers
     if not items:
         raise EvaluationError("no images to evaluate on; pass --data with a folder of class sub-folders")
     skipped: list[tuple[str, str]] = []

@@ -187,7 +187,7 @@ def test_hooks_are_removed_when_a_forward_pass_fails():
     assert not any(m._forward_hooks for m in model.modules())
 
 
-def test_evaluate_on_image_files_writes_the_report(tmp_path):
+def test_evaluate_on_image_files_writes_the_report(tmp_path, monkeypatch):
     from PIL import Image
 
     from seviz.data import find_images
@@ -212,7 +212,18 @@ def test_evaluate_on_image_files_writes_the_report(tmp_path):
     )
     items = find_images(tmp_path, loaded)
     pruned = prune_blocks(loaded, "SE_5_*")
+    import seviz.data
+
+    decoding = []
+    real_iterate = seviz.data.iterate_batches
+
+    def iterate_batches(*args, **kwargs):
+        decoding.append(kwargs["workers"])
+        return real_iterate(*args, **kwargs)
+
+    monkeypatch.setattr(seviz.data, "iterate_batches", iterate_batches)
     report = evaluate(loaded, pruned, items, batch_size=3, latency_repeats=1, progress=False)
+    assert decoding and set(decoding) == {0}  # on CPU images are decoded inline by default
 
     assert report.images == 4 and report.labelled == 4
     assert [p.endswith("9_broken.png") for p, _ in report.skipped] == [True]
