@@ -7,8 +7,9 @@ thread or inline. How they overlap depends on where the model runs
 (:func:`plan_pipeline`): on a GPU they overlap, so the model never waits for
 decoding or disk; on a CPU, whose cores the forward pass already fills, extra
 processes and threads only preempt its threads, so decoding and writing run
-between forward passes (on a 2-core machine this took bf16 SE-ResNet-50
-recording from 24.8 to 31.8 images/s, against 32.3 for the bare forward pass).
+between forward passes (``benchmarks/record_overhead.py`` on a 2-core machine:
+bf16 SE-ResNet-50 recording at 2.34x plain fp32 inference inline, 2.15x with 2
+decoding workers and a writer thread, in the same run).
 A run that is interrupted (Ctrl-C, SIGTERM, ``kill -9``) leaves a store holding
 every committed sample; ``resume=True`` finishes it with no sample missing or
 duplicated.
