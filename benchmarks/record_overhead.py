@@ -116,16 +116,20 @@ def method(name: str, baseline: str | None = None):
     return decorator
 
 
-@method("inference")
-def _inference(ctx: Context) -> float:
+def _images_per_second(model: Any, batches: list) -> float:
+    """``model(x)`` over every batch, under no_grad."""
     import torch
 
-    model = ctx.loaded.model
     start = time.perf_counter()
     with torch.no_grad():
-        for images in ctx.batches:
+        for images in batches:
             model(images)
-    return sum(len(b) for b in ctx.batches) / (time.perf_counter() - start)
+    return sum(len(b) for b in batches) / (time.perf_counter() - start)
+
+
+@method("inference")
+def _inference(ctx: Context) -> float:
+    return _images_per_second(ctx.loaded.model, ctx.batches)
 
 
 @method("recorder+store", baseline="inference")
@@ -179,16 +183,9 @@ def _inference_again(ctx: Context) -> float:
 @method("inference, fresh model", baseline="inference")
 def _inference_fresh(ctx: Context) -> float:
     """Plain inference timed from a freshly loaded model's first batch, as record() is timed."""
-    import torch
-
     from seviz.models import load_model
 
-    model = load_model("se_resnet50", "random", device="cpu").model
-    start = time.perf_counter()
-    with torch.no_grad():
-        for images in ctx.batches:
-            model(images)
-    return sum(len(b) for b in ctx.batches) / (time.perf_counter() - start)
+    return _images_per_second(load_model("se_resnet50", "random", device="cpu").model, ctx.batches)
 
 
 @method("inference bf16+cl", baseline="inference")
