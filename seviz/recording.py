@@ -186,8 +186,12 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _check_resumable(path: Path) -> None:
-    """Before loading any model: the store to resume is readable and not complete."""
+def _check_resumable(path: Path) -> dict[str, Any]:
+    """Before loading any model: the store to resume is readable and not complete.
+
+    Returns:
+        The run configuration it was recorded with, for :func:`_check_resume_matches`.
+    """
     try:
         existing = open_store(path, warn_incomplete=False)
     except StoreError as error:
@@ -201,11 +205,10 @@ def _check_resumable(path: Path) -> None:
                 f"cannot resume: store {str(path)!r} is already complete ({len(existing)} samples); "
                 "drop --resume, or pass --overwrite to record it again"
             )
+        return existing.json_attr("run_config", {})
 
 
-def _check_resume_matches(path: Path, run_config: dict[str, Any]) -> None:
-    with open_store(path, warn_incomplete=False) as existing:
-        previous = existing.json_attr("run_config", {})
+def _check_resume_matches(path: Path, previous: dict[str, Any], run_config: dict[str, Any]) -> None:
     differing = [k for k in run_config if previous.get(k) != run_config[k]]
     if differing:
         key = differing[0]
@@ -291,8 +294,7 @@ def record(
         )
     if resume and not out.exists():
         raise FileNotFoundError(f"cannot --resume: store {str(out)!r} does not exist")
-    if resume:
-        _check_resumable(out)
+    previous_run = _check_resumable(out) if resume else {}
     if not Path(data).expanduser().is_dir():
         raise FileNotFoundError(
             f"data folder {str(data)!r} does not exist; pass --data with a folder of images"
@@ -326,7 +328,7 @@ def record(
         "dtype": np.dtype(dtype).name,
     }
     if resume:
-        _check_resume_matches(out, run_config)
+        _check_resume_matches(out, previous_run, run_config)
 
     gate_error: dict[str, Any] = {"precision": "fp32", "max_abs": 0.0, "mean_abs": 0.0, "exact": True}
     if not mode.exact:
