@@ -37,9 +37,9 @@ bytes) stay in cache; the counting is what bounds the pass (see
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -63,6 +63,7 @@ _SLAB_COLUMNS = 256  # histogram columns per np.add.at: 256 x 1000 bins x 2 byte
 _SLAB_ELEMENTS = 1 << 17  # values per np.add.at call: large enough to amortise the call
 _PENDING_MAX = np.iinfo(np.uint16).max  # rows per group before uint16 counts could overflow
 _F16_SIGN_OR_INF = 0x7C00  # float16 bit patterns below this are finite and >= +0
+_F16_ONE = 0x3C00  # the bit pattern of 1.0
 _ONE = np.uint16(1)
 
 
@@ -90,8 +91,6 @@ class BlockAccumulator:
             self.hist_group[index[name]] = i
         groups = len(selected) + (1 if len(selected) < classes else 0)
         self.bins = _affordable_bins(info, groups, settings)
-        near = settings.near_one * self.bins
-        self.near_bin = int(round(near)) if abs(near - round(near)) < 1e-6 else None
 
         self.count = np.zeros((classes, folds), dtype=np.int64)
         self.ref = np.zeros((classes, channels), dtype=np.float32)
@@ -108,18 +107,19 @@ class BlockAccumulator:
         self.totals_dtype = np.uint32 if samples < 2**32 else np.int64
         # Offset of (group, channel) in the flattened histogram.
         self.offset = (np.arange(groups * channels, dtype=np.intp) * self.bins).reshape(groups, channels)
-        self.near_count = np.zeros(channels, dtype=np.int64)  # used when near_one is not a bin edge
+        self.near_count = np.zeros(channels, dtype=np.int64)  # gates >= near_one, per channel
         # Scratch reused by every chunk (allocating them per slab costs more than filling them).
         slab = min(channels, _SLAB_COLUMNS) * max(1, _SLAB_ELEMENTS // min(channels, _SLAB_COLUMNS))
-        self._index = np.empty(slab, dtype=np.intp)
         self._bins = np.empty(slab, dtype=np.intp)
         self._scaled = np.empty(slab, dtype=np.float32)
-        self._wide = np.empty(_SUM_ROWS * channels, dtype=np.uint32)
+        self._bits = np.empty(channels, dtype=np.uint32)  # the compiled pass's widened row
+        self._slots = np.empty(channels, dtype=np.intp)  # and its histogram slots
         self.excess = 0.0  # sum of max(s - 1, 0): |1 - s| = 1 - s + 2 max(s - 1, 0)
         self.eval_every = max(1, math.ceil(samples / max(1, settings.max_eval_samples)))
-        self.eval_rows: list[np.ndarray] = []
-        self.eval_labels: list[np.ndarray] = []
-        self.eval_folds: list[np.ndarray] = []
+        # Scored rows, fold by fold: sample i (when scored) sits at [i % folds, i // folds // eval_every].
+        slots = math.ceil(math.ceil(samples / folds) / self.eval_every)
+        self.eval_rows: np.ndarray | None = None  # (folds, slots, C), the store's dtype, made by add()
+        self.eval_labels = np.full((folds, slots), -1, dtype=np.intp)
 
     def add(self, start: int, gates: np.ndarray, labels: np.ndarray) -> None:
         """Add rows ``start ...`` of the block: float16 or float32 (which is modified in place)."""
@@ -132,10 +132,66 @@ class BlockAccumulator:
         # Scored rows: whole runs of `folds` consecutive samples, so every fold
         # is represented equally whatever the stride.
         keep = (index // folds) % self.eval_every == 0
-        self.eval_rows.append(gates[keep])  # boolean indexing copies; float16 stays float16 until finish
-        self.eval_labels.append(labels[keep])
-        self.eval_folds.append(fold[keep])
+        if self.eval_rows is None:
+            shape = (*self.eval_labels.shape, self.info.channels)
+            self.eval_rows = np.empty(shape, dtype=gates.dtype)  # float16 stays float16 until finish
+        slot = index[keep] // folds // self.eval_every
+        self.eval_rows[fold[keep], slot] = gates[keep]
+        self.eval_labels[fold[keep], slot] = labels[keep]
+        labels = np.asarray(labels, dtype=np.intp)
+        self.count += np.bincount(labels * folds + fold, minlength=self.count.size).reshape(self.count.shape)
+        if gates.dtype == np.float16:
+            codes = np.ascontiguousarray(gates).view(np.uint16)
+            top = int(codes.max())
+            if top < _F16_SIGN_OR_INF:  # finite and non-negative: the compiled pass
+                if top > _F16_ONE:  # gates above 1 (not a sigmoid): |1 - s| needs their excess
+                    self.excess += float(np.maximum(_widen(codes) - 1.0, 0.0).sum(dtype=np.float64))
+                for r0 in range(0, n, _PENDING_MAX):
+                    r1 = min(n, r0 + _PENDING_MAX)
+                    self._add_codes(codes[r0:r1], labels[r0:r1], fold[r0:r1])
+                return
+        self._add_values(np.asarray(gates, dtype=np.float32), labels, fold, start)
 
+    def _add_codes(self, codes: np.ndarray, labels: np.ndarray, fold: np.ndarray) -> None:
+        """Float16 bit patterns of finite, non-negative gates: one compiled pass (``seviz._kernels``)."""
+        from seviz._kernels import add_float16_rows
+
+        self._reserve(labels)
+        # Rows of one class together, so the histogram counts being added to stay in cache.
+        order = np.argsort(labels, kind="stable")
+        add_float16_rows(
+            codes,
+            order,
+            labels,
+            fold,
+            self.hist_group,
+            self.bins,
+            self.ref,
+            self.has_ref,
+            self.s1,
+            self.s2,
+            self.low,
+            self.high,
+            self.pending,
+            self.settings.near_one,
+            self.near_count,
+            self._bits,
+            self._bits.view(np.float32),
+            self._slots,
+        )
+
+    def _reserve(self, labels: np.ndarray) -> None:
+        """Flush the uint16 counts of every group these rows would take past 65,535."""
+        rows = np.bincount(self.hist_group[labels], minlength=len(self.pending_rows))
+        for group in np.flatnonzero(rows).tolist():
+            if self.pending_rows[group] + int(rows[group]) > _PENDING_MAX:
+                self._flush(group)
+            self.pending_rows[group] += int(rows[group])
+
+    def _add_values(self, gates: np.ndarray, labels: np.ndarray, fold: np.ndarray, start: int) -> None:
+        """Float32 gates (float32 stores, or float16 chunks with negative or non-finite gates): numpy."""
+        folds = self.settings.folds
+        n = len(gates)
         key = labels * folds + fold
         order = np.argsort(key, kind="stable")
         keys = key[order]
@@ -152,56 +208,25 @@ class BlockAccumulator:
             else:
                 runs.append((a, b, cls))
 
-        codes = None
-        if rows.dtype == np.float16:
-            codes = rows.view(np.uint16)
-            if int(codes.max()) >= _F16_SIGN_OR_INF:  # negative or non-finite gates
-                codes, rows = None, rows.astype(np.float32)
-        else:
-            rows = np.asarray(rows, dtype=np.float32)
-        low, high = (
-            self._extremes_of_codes(codes, runs) if codes is not None else self._extremes(rows, runs, start)
-        )
-        if codes is not None:
-            if self.near_bin is None:
-                self.near_count += np.count_nonzero(
-                    codes >= _first_code_at_least(self.settings.near_one), axis=0
-                )
-            if high > 1.0:
-                rows = _widen(codes)
-        elif self.near_bin is None:
-            self.near_count += np.count_nonzero(rows >= self.settings.near_one, axis=0)
+        low, high = self._extremes(rows, runs, start)
+        self.near_count += np.count_nonzero(rows >= self.settings.near_one, axis=0)
         if high > 1.0:
             self.excess += float(np.maximum(rows - 1.0, 0.0).sum(dtype=np.float64))
 
         # x * bins can round up to `bins` just below 1 in float32; clip whenever that can happen.
         clip = (np.float32(high) * np.float32(self.bins) >= self.bins, low < 0.0)
         for a, b, cls in runs:
-            self._count(codes if codes is not None else rows, a, b, int(self.hist_group[cls]), clip)
+            self._count(rows, a, b, int(self.hist_group[cls]), clip)
         for a, b, k in segments:
             cls, f = divmod(k, folds)
             for r in range(a, b, _SUM_ROWS):
-                r1 = min(b, r + _SUM_ROWS)
-                part = _widen(codes[r:r1], self._wide) if codes is not None else rows[r:r1]
+                part = rows[r : min(b, r + _SUM_ROWS)]
                 if not self.has_ref[cls]:
                     self.ref[cls] = part[0]
                     self.has_ref[cls] = True
                 part -= self.ref[cls]
                 self.s1[cls, f] += part.sum(axis=0)
                 self.s2[cls] += np.einsum("ij,ij->j", part, part)
-            self.count[cls, f] += b - a
-
-    def _extremes_of_codes(self, codes: np.ndarray, runs: list[tuple[int, int, int]]) -> tuple[float, float]:
-        """Per-class minima and maxima of finite, non-negative float16 bit patterns; the chunk's range."""
-        values = _float16_values()
-        lows, highs = [], []
-        for a, b, cls in runs:
-            seg_low, seg_high = values[codes[a:b].min(axis=0)], values[codes[a:b].max(axis=0)]
-            np.minimum(self.low[cls], seg_low, out=self.low[cls])
-            np.maximum(self.high[cls], seg_high, out=self.high[cls])
-            lows.append(seg_low.min())
-            highs.append(seg_high.max())
-        return float(np.min(lows)), float(np.max(highs))
 
     def _extremes(
         self, rows: np.ndarray, runs: list[tuple[int, int, int]], start: int
@@ -224,11 +249,10 @@ class BlockAccumulator:
         return low, high
 
     def _count(self, rows: np.ndarray, a: int, b: int, group: int, clip: tuple[bool, bool]) -> None:
-        """Add rows ``a:b`` (float16 bit patterns, or float32 values) to ``group``'s histogram."""
+        """Add float32 rows ``a:b`` to ``group``'s histogram."""
         channels = self.info.channels
         width = min(channels, _SLAB_COLUMNS)
         step = max(1, _SLAB_ELEMENTS // width)
-        lut = _bin_table(self.bins) if rows.dtype == np.uint16 else None
         for r0 in range(a, b, step):
             r1 = min(b, r0 + step)
             if self.pending_rows[group] + (r1 - r0) > _PENDING_MAX:
@@ -239,18 +263,13 @@ class BlockAccumulator:
                 block = rows[r0:r1, c0:c1]
                 size = (r1 - r0) * (c1 - c0)
                 codes = self._bins[:size].reshape(r1 - r0, c1 - c0)
-                if lut is not None:
-                    index = self._index[:size].reshape(codes.shape)
-                    np.copyto(index, block)
-                    np.take(lut, index, out=codes, mode="clip")  # exact: one entry per float16 value
-                else:
-                    scaled = self._scaled[:size].reshape(codes.shape)
-                    np.multiply(block, np.float32(self.bins), out=scaled)
-                    if clip[0]:
-                        np.minimum(scaled, np.float32(self.bins - 1), out=scaled)
-                    if clip[1]:
-                        np.maximum(scaled, np.float32(0.0), out=scaled)
-                    np.copyto(codes, scaled, casting="unsafe")  # truncation == floor for values >= 0
+                scaled = self._scaled[:size].reshape(codes.shape)
+                np.multiply(block, np.float32(self.bins), out=scaled)
+                if clip[0]:
+                    np.minimum(scaled, np.float32(self.bins - 1), out=scaled)
+                if clip[1]:
+                    np.maximum(scaled, np.float32(0.0), out=scaled)
+                np.copyto(codes, scaled, casting="unsafe")  # truncation == floor for values >= 0
                 codes += self.offset[group, c0:c1]
                 np.add.at(self.pending, codes.reshape(-1), _ONE)
 
@@ -264,14 +283,14 @@ class BlockAccumulator:
         self.pending[part] = 0
         self.pending_rows[group] = 0
 
-    def histograms(self) -> list[np.ndarray]:
-        """Every group's counts so far, (channel, bin) views: uint16, or uint32 once a group was flushed."""
+    def histograms(self) -> np.ndarray:
+        """Every group's counts so far, (group, channel, bin): uint16, or uint32 once a group was flushed."""
         groups = len(self.pending_rows)
         if self.totals is not None:
             for group in range(groups):
                 self._flush(group)
         counts = self.pending if self.totals is None else self.totals
-        return list(counts.reshape(groups, self.info.channels, self.bins))
+        return counts.reshape(groups, self.info.channels, self.bins)
 
     def finish(self) -> BlockStatistics:
         """Turn the running state into :class:`~seviz.stats.BlockStatistics`."""
@@ -290,28 +309,17 @@ class BlockAccumulator:
         var_all = between + within
         low_all, high_all = self.low[present].min(axis=0), self.high[present].max(axis=0)
 
-        edges = np.linspace(0.0, 1.0, settings.histogram_bins + 1)
         index = {name: i for i, name in enumerate(self.all_classes)}
-        # The fine histograms are only read where a quantile falls (see
-        # _histogram_quantiles); "all classes" is the sum of the groups.
-        fine = self.histograms()
-        coarse = [f.reshape(len(f), settings.histogram_bins, -1).sum(axis=2, dtype=np.int64) for f in fine]
+        counts = self.histograms()
         classes = {}
         for group, name in enumerate(self.selected):
             k = index[name]
             classes[name] = self._class_stats(
-                name,
-                int(n_k[k]),
-                mean_k[k],
-                var_k[k],
-                self.low[k],
-                self.high[k],
-                [fine[group]],
-                coarse[group],
-                edges,
+                name, int(n_k[k]), mean_k[k], var_k[k], self.low[k], self.high[k], counts, [group]
             )
+        # "All classes": the sum of the groups (the reported classes, plus the rest).
         everything = self._class_stats(
-            ALL_CLASSES, total, mean_all, var_all, low_all, high_all, fine, sum(coarse[1:], coarse[0]), edges
+            ALL_CLASSES, total, mean_all, var_all, low_all, high_all, counts, range(len(counts))
         )
 
         ratio = between / (within + _VARIANCE_FLOOR)
@@ -329,10 +337,7 @@ class BlockAccumulator:
         )
 
         gates = total * self.info.channels
-        if self.near_bin is not None:
-            near = sum(f[:, self.near_bin :].sum(axis=1, dtype=np.int64) for f in fine)
-        else:
-            near = self.near_count
+        near = self.near_count
         square = var_all + mean_all**2
         with np.errstate(divide="ignore", invalid="ignore"):
             channel_dependence = np.where(square > 0, var_all / np.where(square > 0, square, 1.0), 0.0)
@@ -364,10 +369,18 @@ class BlockAccumulator:
         var: np.ndarray,
         low: np.ndarray,
         high: np.ndarray,
-        fine: list[np.ndarray],
-        coarse: np.ndarray,
-        edges: np.ndarray,
+        counts: np.ndarray,
+        groups: Sequence[int],
     ) -> ClassStats:
+        """Statistics of the rows counted in ``groups`` of the (group, channel, bin) ``counts``."""
+        from seviz._kernels import summarize_counts
+
+        levels = np.asarray(self.settings.quantile_levels, dtype=np.float64)
+        coarse = np.empty((self.info.channels, self.settings.histogram_bins), dtype=np.int64)
+        quantiles = np.empty((len(levels), self.info.channels), dtype=np.float64)
+        summarize_counts(
+            counts, np.asarray(groups, dtype=np.intp), self.settings.histogram_bins, levels, coarse, quantiles
+        )
         return ClassStats(
             name=name,
             count=count,
@@ -376,27 +389,22 @@ class BlockAccumulator:
             min=np.asarray(low, dtype=np.float64),
             max=np.asarray(high, dtype=np.float64),
             quantile_levels=self.settings.quantile_levels,
-            quantiles=_histogram_quantiles(fine, coarse, self.settings.quantile_levels, low, high),
+            quantiles=np.clip(quantiles, low[None, :], high[None, :]),
             histogram=coarse,
-            bin_edges=edges,
+            bin_edges=np.linspace(0.0, 1.0, self.settings.histogram_bins + 1),
         )
 
     def _centroid_accuracy(self, center: np.ndarray) -> tuple[float, int]:
         """Nearest-centroid accuracy of the held rows, each scored by centroids without its fold."""
-        folds = np.concatenate(self.eval_folds)
-        by_fold = np.argsort(folds, kind="stable")  # each fold's rows together, in sample order
-        rows = np.concatenate(self.eval_rows)[by_fold]  # as stored; float32 one fold at a time
-        labels = np.concatenate(self.eval_labels)[by_fold]
-        self.eval_rows.clear()
-        bounds = np.searchsorted(folds[by_fold], np.arange(self.settings.folds + 1))
         total = self.s1.sum(axis=1)
         n_k = self.count.sum(axis=1)
         correct = evaluated = 0
         for fold in range(self.settings.folds):
-            mine = slice(bounds[fold], bounds[fold + 1])
+            labels = self.eval_labels[fold]
+            held = int(np.count_nonzero(labels >= 0))  # the fold's slots fill from the front
             train = n_k - self.count[:, fold]
             candidates = np.flatnonzero(train > 0)
-            if mine.start == mine.stop or len(candidates) == 0:
+            if held == 0 or len(candidates) == 0 or self.eval_rows is None:
                 continue
             centroid = (
                 self.ref[candidates]
@@ -405,12 +413,12 @@ class BlockAccumulator:
             )
             centroid = centroid.astype(np.float32)
             # Centring on the overall mean keeps the float32 dot products accurate.
-            x = _float32(rows[mine])
+            x = _float32(self.eval_rows[fold, :held])
             x -= center.astype(np.float32)
             # argmin ||x - c||^2 = argmin (||c||^2 - 2 x.c); ties go to the first class.
             score = (centroid.astype(np.float64) ** 2).sum(axis=1) - 2.0 * (x @ centroid.T)
             predicted = candidates[np.argmin(score, axis=1)]
-            correct += int((predicted == labels[mine]).sum())
+            correct += int((predicted == labels[:held]).sum())
             evaluated += len(x)
         return (correct / evaluated if evaluated else float("nan")), evaluated
 
@@ -435,17 +443,15 @@ def _affordable_bins(info: BlockInfo, groups: int, settings: StatsSettings) -> i
     return lowered
 
 
-def _widen(codes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def _widen(codes: np.ndarray) -> np.ndarray:
     """Float32 values of finite, non-negative float16 bit patterns (exact, subnormals included).
 
     Shifting the 15 low bits into a float32's place gives the value times
     2**-112 (the exponent biases differ by 112, and a float16 subnormal lands
-    on a float32 subnormal); the multiplication restores it. ``out``: flat
-    uint32 scratch of at least ``codes.size`` to write into.
+    on a float32 subnormal); the multiplication restores it (numpy converts
+    float16 one value at a time, several times slower).
     """
-    if out is not None:
-        out = out[: codes.size].reshape(codes.shape)
-    wide = np.left_shift(codes, 13, out=out, dtype=np.uint32).view(np.float32)
+    wide = np.left_shift(codes, 13, dtype=np.uint32).view(np.float32)
     wide *= np.float32(2.0**112)
     return wide
 
@@ -455,61 +461,3 @@ def _float32(rows: np.ndarray) -> np.ndarray:
     if rows.dtype == np.float16 and rows.size and int(rows.view(np.uint16).max()) < _F16_SIGN_OR_INF:
         return _widen(rows.view(np.uint16))
     return np.asarray(rows, dtype=np.float32)
-
-
-@functools.cache
-def _float16_values() -> np.ndarray:
-    """The float32 value of every float16 bit pattern (65,536 entries)."""
-    return np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
-
-
-@functools.cache
-def _bin_table(bins: int) -> np.ndarray:
-    """Fine bin of every float16 bit pattern: the bin ``floor(x * bins)`` (clipped) of the float32 path."""
-    with np.errstate(invalid="ignore"):
-        scaled = _float16_values() * np.float32(bins)
-        scaled = np.nan_to_num(np.clip(scaled, np.float32(0.0), np.float32(bins - 1)))
-    table = scaled.astype(np.intp)
-    table.flags.writeable = False
-    return table
-
-
-@functools.cache
-def _first_code_at_least(level: float) -> int:
-    """The smallest non-negative float16 bit pattern whose value is >= ``level``."""
-    return int(np.searchsorted(_float16_values()[:_F16_SIGN_OR_INF], np.float32(level), side="left"))
-
-
-def _histogram_quantiles(
-    fine: list[np.ndarray], coarse: np.ndarray, levels: tuple[float, ...], low: np.ndarray, high: np.ndarray
-) -> np.ndarray:
-    """Quantiles per channel from counts over [0, 1], interpolated inside the fine bin.
-
-    ``fine`` holds (C, B) counts (any integer type) whose sum is the
-    distribution's histogram, ``coarse`` that sum's (C, H) coarse counts (H
-    divides B). For level q the bin holding the ceil(q n)-th smallest value
-    (numpy's ``inverted_cdf`` rank) is found from the cumulative counts, first
-    the coarse bin, then the fine bin inside it, so only H + B / H counts per
-    channel and level are read; the result is placed in it assuming the values
-    spread evenly over the bin, then clamped to the observed [min, max].
-    """
-    channels, bins = fine[0].shape
-    width = bins // coarse.shape[1]
-    rows = np.arange(channels)
-    outer = np.cumsum(coarse, axis=1)
-    target = np.asarray(levels, dtype=np.float64)[:, None] * outer[None, :, -1]  # (L, C)
-    rank = np.ceil(target).astype(np.int64)  # counts are integers: count >= t exactly when count >= ceil(t)
-    k = np.minimum((outer[None] < rank[..., None]).sum(axis=2), coarse.shape[1] - 1)
-    below = np.where(k > 0, outer[rows[None, :], np.maximum(k - 1, 0)], 0)
-    inner = np.zeros((*k.shape, width), dtype=np.int64)  # (L, C, width): the fine bins of coarse bin k
-    for counts in fine:
-        inner += counts.reshape(channels, -1, width)[rows[None, :], k]
-    cdf = below[..., None] + np.cumsum(inner, axis=2)
-    local = np.minimum((cdf < rank[..., None]).sum(axis=2), width - 1)
-    j = k * width + local
-    before = np.where(
-        local > 0, np.take_along_axis(cdf, np.maximum(local - 1, 0)[..., None], axis=2)[..., 0], below
-    )
-    inside = np.maximum(np.take_along_axis(inner, local[..., None], axis=2)[..., 0], 1)
-    value = (j + np.clip((target - before) / inside, 0.0, 1.0)) / bins
-    return np.clip(value, low[None, :], high[None, :])

@@ -420,7 +420,8 @@ def _block_statistics(
     try:
         # As stored: the accumulator works on float16 gates directly, faster
         # than converting them to float32 first (see seviz._streaming).
-        chunks = store.iter_chunks(info.name, rows=rows, dtype=None)
+        # The accumulator copies what it keeps of a chunk, so one buffer serves them all.
+        chunks = store.iter_chunks(info.name, rows=rows, dtype=None, reuse=True)
     except TypeError:  # an iter_chunks without ``dtype`` (a wrapper, an older Store): float32 chunks
         chunks = store.iter_chunks(info.name, rows=rows)
     for row_slice, gates in chunks:

@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 TOPK = 5
-_SAMPLE_COLUMNS = ("label", "class_name", "path", "topk_index", "topk_prob")
+# Sample columns read when a store is opened; "path" (the largest) is read on first use.
+_EAGER_COLUMNS = ("label", "class_name", "topk_index", "topk_prob")
 _REASON_LENGTH = 240
 
 
@@ -428,15 +429,22 @@ class Store:
     blocks: dict[str, BlockInfo]
     labels: np.ndarray
     class_names: np.ndarray
-    paths: np.ndarray
     topk_index: np.ndarray
     topk_prob: np.ndarray
     skipped: list[tuple[str, str]]
     complete: bool
     _file: h5py.File | None = field(default=None, repr=False)
+    _paths: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def paths(self) -> np.ndarray:
+        """Image path of every committed sample (read on first use: the largest column)."""
+        if self._paths is None:
+            self._paths = _decode(self._samples("path")[: len(self)])
+        return self._paths
 
     @property
     def block_names(self) -> list[str]:
@@ -495,17 +503,30 @@ class Store:
         return np.asarray(data[rows], dtype=np.float32)
 
     def iter_chunks(
-        self, name: str, rows: int = 8192, dtype: np.dtype | str | None = np.float32
+        self,
+        name: str,
+        rows: int = 8192,
+        dtype: np.dtype | str | None = np.float32,
+        reuse: bool = False,
     ) -> Iterator[tuple[slice, np.ndarray]]:
         """Yield ``(row_slice, gates)`` chunks of one block: memory stays bounded.
 
         ``dtype`` is the type of the yielded gates; ``None`` keeps the stored
         type (float16 or float32), which skips a conversion that costs several
-        times the read itself.
+        times the read itself. ``reuse=True`` (with ``dtype=None``) reads every
+        chunk into one buffer, so each chunk is only valid until the next is
+        read: copy what you keep. It saves allocating (and the kernel zeroing)
+        a fresh array per chunk.
         """
         data = self._dataset(name)
+        buffer = np.empty((min(rows, len(self)), data.shape[1]), dtype=data.dtype) if reuse else None
         for start in range(0, len(self), rows):
             stop = min(len(self), start + rows)
+            if buffer is not None and dtype is None:
+                chunk = buffer[: stop - start]
+                data.read_direct(chunk, np.s_[start:stop], np.s_[0 : stop - start])
+                yield slice(start, stop), chunk
+                continue
             chunk = data[start:stop]
             yield slice(start, stop), chunk if dtype is None else np.asarray(chunk, dtype=dtype)
 
@@ -518,9 +539,15 @@ class Store:
         return self.class_names == class_name
 
     def _dataset(self, name: str) -> h5py.Dataset:
+        return self._column("blocks", name)
+
+    def _samples(self, name: str) -> h5py.Dataset:
+        return self._column("samples", name)
+
+    def _column(self, group: str, name: str) -> h5py.Dataset:
         if self._file is None or not self._file.id.valid:
             self._file = _open_swmr(self.path)
-        data = self._file["blocks"][name]
+        data = self._file[group][name]
         if self._file.swmr_mode:
             data.refresh()
         return data
@@ -562,7 +589,7 @@ def open_store(path: str | os.PathLike, warn_incomplete: bool = True) -> Store:
             progress.refresh()
         count = int(progress[0])
         samples = {}
-        for name in _SAMPLE_COLUMNS:
+        for name in _EAGER_COLUMNS:
             data = f["samples"][name]
             if f.swmr_mode:
                 data.refresh()
@@ -600,7 +627,6 @@ def open_store(path: str | os.PathLike, warn_incomplete: bool = True) -> Store:
         blocks=blocks,
         labels=samples["label"],
         class_names=samples["class_name"],
-        paths=samples["path"],
         topk_index=samples["topk_index"],
         topk_prob=samples["topk_prob"],
         skipped=skipped,

@@ -1,0 +1,126 @@
+"""Compiled (numba) inner loop of the statistics pass over float16 gates.
+
+:class:`seviz._streaming.BlockAccumulator` spends nearly all its time here on
+a large store: every gate of every block goes through :func:`add_float16_rows`
+once. Numpy needs about ten passes over a chunk for the same work (widening,
+sums, extremes, bin lookup, index arithmetic, ``np.add.at``); one compiled
+loop reads each gate once and keeps the per-class accumulators hot in cache.
+See ``benchmarks/analysis_scale.py`` for the figures.
+
+Only float16 bit patterns of finite, non-negative gates (below 0x7C00) come
+here; other chunks and float32 stores take the numpy path of the accumulator.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+# A float16 bit pattern shifted into a float32's place reads as the value
+# times 2**-112 (the exponent biases differ by 112), subnormals included.
+_WIDEN_SCALE = np.float32(2.0**112)
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def add_float16_rows(
+    codes: np.ndarray,  # (n, C) uint16: float16 bit patterns, all < 0x7C00
+    order: np.ndarray,  # (n,) intp: rows in the order to add them (grouped by class)
+    labels: np.ndarray,  # (n,) intp class of each row
+    folds: np.ndarray,  # (n,) intp fold of each row
+    groups: np.ndarray,  # (K,) intp histogram group of each class
+    bins: int,  # fine bins over [0, 1]
+    ref: np.ndarray,  # (K, C) float32 reference row per class (set from the first row seen)
+    has_ref: np.ndarray,  # (K,) bool
+    sums: np.ndarray,  # (K, F, C) float64: sum of (gate - ref)
+    squares: np.ndarray,  # (K, C) float64: sum of (gate - ref) ** 2
+    low: np.ndarray,  # (K, C) float32 minima
+    high: np.ndarray,  # (K, C) float32 maxima
+    counts: np.ndarray,  # (G * C * bins,) uint16 histogram counts, (group, channel, bin)
+    near_one: float,  # gates >= this count in near_counts
+    near_counts: np.ndarray,  # (C,) int64
+    bits: np.ndarray,  # (C,) uint32 scratch
+    values: np.ndarray,  # (C,) float32 view of ``bits``
+    slots: np.ndarray,  # (C,) intp scratch
+) -> None:
+    """Add rows of one block to the running per-class sums, extremes and histogram counts.
+
+    The caller keeps each group's counts below 65,536 per row added (see
+    ``BlockAccumulator._flush``). Per channel, the fine bin of a gate ``x``
+    is ``min(floor(x * bins), bins - 1)`` with ``x * bins`` rounded to
+    float32, the same as the numpy path.
+    """
+    n, channels = codes.shape
+    fbins = np.float32(bins)
+    top = bins - 1
+    near = np.float32(near_one)
+    group_size = channels * bins
+    for j in range(n):
+        i = order[j]
+        k = labels[i]
+        row = codes[i]
+        for c in range(channels):
+            bits[c] = np.uint32(row[c]) << 13
+        if not has_ref[k]:
+            for c in range(channels):
+                ref[k, c] = values[c] * _WIDEN_SCALE
+            has_ref[k] = True
+        r = ref[k]
+        s = sums[k, folds[i]]
+        q = squares[k]
+        lo = low[k]
+        hi = high[k]
+        base = groups[k] * group_size
+        for c in range(channels):
+            x = values[c] * _WIDEN_SCALE
+            lo[c] = min(lo[c], x)
+            hi[c] = max(hi[c], x)
+            d = np.float64(x) - np.float64(r[c])
+            s[c] += d
+            q[c] += d * d
+            if x >= near:
+                near_counts[c] += 1
+            slots[c] = base + c * bins + min(np.intp(x * fbins), top)
+        for c in range(channels):
+            counts[slots[c]] += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def summarize_counts(
+    counts: np.ndarray,  # (G, C, B) fine histogram counts (uint16 or uint32)
+    groups: np.ndarray,  # (g,) intp: the groups whose counts are added up
+    coarse_bins: int,  # H, dividing B
+    levels: np.ndarray,  # (L,) float64 quantile levels in [0, 1]
+    coarse: np.ndarray,  # (C, H) int64 out: coarse histogram counts
+    quantiles: np.ndarray,  # (L, C) float64 out: quantiles, before clamping to [min, max]
+) -> None:
+    """Coarse counts and quantiles per channel of the sum of some groups' fine histograms.
+
+    For level q the fine bin holding the ceil(q n)-th smallest value (numpy's
+    ``inverted_cdf`` rank) is found from the cumulative counts; the quantile
+    is placed in it assuming the values spread evenly over the bin.
+    """
+    _, channels, bins = counts.shape
+    width = bins // coarse_bins
+    hist = np.zeros(bins, dtype=np.int64)
+    cdf = np.zeros(bins, dtype=np.int64)
+    for c in range(channels):
+        hist[:] = 0
+        for g in groups:
+            row = counts[g, c]
+            for b in range(bins):
+                hist[b] += row[b]
+        running = 0
+        for b in range(bins):
+            running += hist[b]
+            cdf[b] = running
+        for h in range(coarse_bins):
+            start = cdf[h * width - 1] if h > 0 else 0
+            coarse[c, h] = cdf[(h + 1) * width - 1] - start
+        for level in range(len(levels)):
+            target = levels[level] * running
+            rank = np.int64(np.ceil(target))
+            j = min(np.searchsorted(cdf, rank), bins - 1)  # first bin whose cdf reaches the rank
+            before = cdf[j - 1] if j > 0 else 0
+            inside = max(hist[j], 1)
+            fraction = min(max((target - before) / inside, 0.0), 1.0)
+            quantiles[level, c] = (j + fraction) / bins
