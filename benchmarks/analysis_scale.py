@@ -7,23 +7,21 @@ pass in a fresh subprocess (so the write phase does not count towards memory):
 
 * ``plain read``: one plain sequential h5py read of every block, the
   reference every other figure is divided by;
-* ``float16 read``: the same read through ``Store.iter_chunks(dtype=None)``,
-  as ``compute_statistics`` reads: the floor of the analysis;
+* ``float16 read``: the read ``compute_statistics`` does
+  (``Store.iter_chunks(dtype=None)`` into one reused buffer): its floor;
 * ``float32 read``: ``Store.iter_chunks()`` converting to float32 (numpy
   converts float16 one value at a time, several times the read), for scale;
-* ``histogram only``: the float16 read plus the fine-histogram counting of
-  every gate (``BlockAccumulator._count`` over each chunk), the step that
-  bounds the analysis;
-* ``numpy's counting floor``: only ``np.bincount`` timed, over the
-  precomputed (channel, bin) index of every gate: the cheapest per-gate
-  counting numpy offers, which no histogram of every gate can beat here;
-* ``statistics, 1 worker``: ``compute_statistics`` analysing one block at a
+* ``compiled pass``: the float16 read plus ``seviz._kernels.add_float16_rows``
+  over every chunk (sums, extremes and the fine histogram of every gate, all
+  rows as one class): the step that bounds the analysis;
+* ``statistics, 1 worker``: ``compute_statistics(workers=1)``, one block at a
   time;
-* ``statistics``: ``compute_statistics`` as shipped (blocks side by side on
-  up to ``seviz.stats._MAX_WORKERS`` cores), with its peak RSS
-  (``ru_maxrss`` of the subprocess). Both statistics figures include opening
-  the store (reading and decoding its 50,000 class names and paths), which is
-  also printed on its own.
+* ``statistics``: ``compute_statistics`` as shipped (blocks side by side, one
+  thread per core), with its peak RSS (``ru_maxrss`` of the subprocess).
+  Both statistics figures include opening the store (reading its 50,000
+  class names), which is also printed on its own, and the first call of the
+  compiled kernels (loading them from numba's cache); importing numba is done
+  before timing, like importing numpy and h5py, and printed on its own.
 
 Passes alternate round by round and every figure is the median over rounds,
 wall-clock and CPU (user + system, all threads), so the ratios hold up on a
@@ -56,8 +54,11 @@ import json, resource, sys, time
 mode, path = sys.argv[1], sys.argv[2]
 import h5py
 import numpy as np
+began = time.perf_counter()
+from seviz import _kernels  # imports numba
+numba_import = time.perf_counter() - began
 from seviz import stats
-from seviz._streaming import BlockAccumulator, _bin_table
+from seviz._streaming import Scratch
 from seviz.store import open_store
 
 def rows_for(channels):
@@ -70,56 +71,51 @@ def plain():
             for s in range(0, data.shape[0], rows):
                 data[s : s + rows]
 
-def read(dtype):
+def read(dtype, kernel=False):
+    scratch = Scratch()
     for name, info in store.blocks.items():
-        for _ in store.iter_chunks(name, rows=rows_for(info.channels), dtype=dtype):
-            pass
-
-def histogram_only():
-    # The accumulator's own counting step, every row of a chunk as one group.
-    classes = store.recorded_class_names
-    for name, info in store.blocks.items():
-        acc = BlockAccumulator(info, len(store), classes, classes, stats.StatsSettings())
-        for _, gates in store.iter_chunks(name, rows=rows_for(info.channels), dtype=None):
-            acc._count(gates.view(np.uint16), 0, len(gates), 0, (False, False))
-
-def counting_floor():
-    # Only np.bincount is timed, over precomputed (channel, fine bin) indices of every gate:
-    # the cheapest per-gate count numpy offers, without the read or the bin lookup.
-    table = _bin_table(stats.StatsSettings().quantile_bins)
-    bins = stats.StatsSettings().quantile_bins
-    counted = 0.0
-    for name, info in store.blocks.items():
-        offsets = np.arange(info.channels) * bins
-        for _, gates in store.iter_chunks(name, rows=rows_for(info.channels), dtype=None):
-            flat = (table[gates.view(np.uint16)] + offsets).ravel()
-            began = time.perf_counter()
-            np.bincount(flat, minlength=info.channels * bins)
-            counted += time.perf_counter() - began
-    extra["counting_seconds"] = counted
+        rows = rows_for(info.channels)
+        buffer = scratch.take("chunk", rows * info.channels * 4, np.uint8) if dtype is None else None
+        if kernel:
+            bins, channels = stats.StatsSettings().quantile_bins, info.channels
+            state = dict(
+                groups=np.zeros(1, np.intp), ref=np.zeros((1, channels), np.float32),
+                has_ref=np.zeros(1, bool), sums=np.zeros((1, 1, channels)), squares=np.zeros((1, channels)),
+                low=np.full((1, channels), np.inf, np.float32), high=np.full((1, channels), -np.inf, np.float32),
+                counts=scratch.take("counts", channels * bins, np.uint16, zero=True),
+            )
+            bits = np.empty(channels, np.uint32)
+            slots = np.empty(channels, np.intp)
+        for _, gates in store.iter_chunks(name, rows=rows, dtype=dtype, buffer=buffer):
+            if kernel:
+                n = len(gates)
+                state["counts"][:] = 0  # one chunk (< 65,536 rows) at a time, as the accumulator flushes
+                zero = np.zeros(n, np.intp)
+                _kernels.add_float16_rows(
+                    gates.view(np.uint16), np.arange(n), zero, zero, state["groups"], bins, state["ref"],
+                    state["has_ref"], state["sums"], state["squares"], state["low"], state["high"],
+                    state["counts"], bits, bits.view(np.float32), slots,
+                )
 
 def statistics(workers):
-    if workers:
-        stats._MAX_WORKERS = workers
     opened = time.perf_counter()
     with open_store(path) as opened_store:  # timed: compute_statistics(path) opens it too
         extra["open_seconds"] = time.perf_counter() - opened
-        result = stats.compute_statistics(opened_store)
+        result = stats.compute_statistics(opened_store, workers=workers)
     extra["accuracy_SE_5_3"] = result.block("SE_5_3").specificity.accuracy
-    extra["workers"] = min(len(result.blocks), stats._MAX_WORKERS, stats._cpus())
+    extra["workers"] = workers or min(len(result.blocks), stats._MAX_WORKERS, stats._cpus())
 
 passes = {
     "plain": plain,
     "read16": lambda: read(None),
     "read32": lambda: read(np.float32),
-    "histogram": histogram_only,
-    "floor": counting_floor,
+    "compiled": lambda: read(None, kernel=True),
     "stats1": lambda: statistics(1),
-    "stats": lambda: statistics(0),
+    "stats": lambda: statistics(None),
 }
-extra = {}
+extra = {"numba_import_seconds": numba_import}
 # The reads are timed without opening the store (decoding its sample names).
-store = open_store(path) if mode in ("read16", "read32", "histogram", "floor") else None
+store = open_store(path) if mode in ("read16", "read32", "compiled") else None
 before = resource.getrusage(resource.RUSAGE_SELF)
 start = time.perf_counter()
 passes[mode]()
@@ -134,8 +130,7 @@ PASSES = {  # mode: label
     "plain": "plain read (h5py)",
     "read16": "float16 read (iter_chunks)",
     "read32": "float32 read (iter_chunks)",
-    "histogram": "histogram only (+ f16 read)",
-    "floor": "numpy's counting floor",
+    "compiled": "compiled pass (+ f16 read)",
     "stats1": "statistics, 1 worker",
     "stats": "statistics",
 }
@@ -221,27 +216,23 @@ def main() -> None:
         print(f"medians of {args.rounds} alternating rounds; ratios to the plain read")
         print(f"  {'pass':<30} {'wall s':>7} {'ratio':>6}   {'CPU s':>7} {'ratio':>6}")
         for mode, label in PASSES.items():
-            if mode == "floor":  # its wall time includes untimed set-up; printed below
-                continue
             wall, cpu = median(mode, "seconds"), median(mode, "cpu")
             print(f"  {label:<30} {wall:7.2f} {wall / plain_wall:5.1f}x   {cpu:7.2f} {cpu / plain_cpu:5.1f}x")
         stats = runs["stats"]
         ratio = median("stats", "seconds") / plain_wall
+        per_round = [r["seconds"] / p["seconds"] for r, p in zip(stats, runs["plain"], strict=True)]
         print(
             f"statistics / plain read        : {ratio:5.1f}x wall (target <= 3x), "
-            f"{median('stats', 'cpu') / plain_cpu:.1f}x CPU; {stats[0]['workers']} worker(s)"
+            f"{median('stats', 'cpu') / plain_cpu:.1f}x CPU; {stats[0]['workers']} worker(s); "
+            f"round by round {', '.join(f'{r:.1f}x' for r in per_round)}"
         )
         print(f"  of which opening the store   : {median('stats', 'open_seconds'):5.2f} s")
         print(f"  float16 read alone           : {median('read16', 'seconds') / plain_wall:5.1f}x")
         print(
-            f"  histogram counting + read    : {median('histogram', 'seconds') / plain_wall:5.1f}x "
-            "(the step that bounds it)"
+            f"  compiled pass + read         : {median('compiled', 'seconds') / plain_wall:5.1f}x "
+            "(one thread; the step that bounds it)"
         )
-        floor = median("floor", "counting_seconds")
-        print(
-            f"  numpy's counting floor       : {floor / plain_wall:5.1f}x (np.bincount alone over every gate's "
-            f"precomputed bin, {floor:.2f} s on one core: no read, no lookup)"
-        )
+        print(f"  importing numba (not timed)  : {median('stats', 'numba_import_seconds'):5.2f} s")
         print(
             f"peak RSS of the statistics run : {max(r['peak_kib'] for r in stats) / 1024:5.0f} MiB "
             f"(target < 1 GB; {stats[0]['baseline_kib'] / 1024:.0f} MiB after imports); "

@@ -36,8 +36,6 @@ def add_float16_rows(
     low: np.ndarray,  # (K, C) float32 minima
     high: np.ndarray,  # (K, C) float32 maxima
     counts: np.ndarray,  # (G * C * bins,) uint16 histogram counts, (group, channel, bin)
-    near_one: float,  # gates >= this count in near_counts
-    near_counts: np.ndarray,  # (C,) int64
     bits: np.ndarray,  # (C,) uint32 scratch
     values: np.ndarray,  # (C,) float32 view of ``bits``
     slots: np.ndarray,  # (C,) intp scratch
@@ -52,7 +50,6 @@ def add_float16_rows(
     n, channels = codes.shape
     fbins = np.float32(bins)
     top = bins - 1
-    near = np.float32(near_one)
     group_size = channels * bins
     for j in range(n):
         i = order[j]
@@ -77,8 +74,6 @@ def add_float16_rows(
             d = np.float64(x) - np.float64(r[c])
             s[c] += d
             q[c] += d * d
-            if x >= near:
-                near_counts[c] += 1
             slots[c] = base + c * bins + min(np.intp(x * fbins), top)
         for c in range(channels):
             counts[slots[c]] += 1
@@ -86,41 +81,111 @@ def add_float16_rows(
 
 @numba.njit(nogil=True, cache=True)
 def summarize_counts(
-    counts: np.ndarray,  # (G, C, B) fine histogram counts (uint16 or uint32)
-    groups: np.ndarray,  # (g,) intp: the groups whose counts are added up
+    counts: np.ndarray,  # (G, C, B) fine histogram counts per group (uint16 or uint32)
     coarse_bins: int,  # H, dividing B
     levels: np.ndarray,  # (L,) float64 quantile levels in [0, 1]
-    coarse: np.ndarray,  # (C, H) int64 out: coarse histogram counts
-    quantiles: np.ndarray,  # (L, C) float64 out: quantiles, before clamping to [min, max]
+    coarse: np.ndarray,  # (G + 1, C, H) int64 out: coarse counts per group, then of all groups
+    quantiles: np.ndarray,  # (G + 1, L, C) float64 out: quantiles, before clamping to [min, max]
 ) -> None:
-    """Coarse counts and quantiles per channel of the sum of some groups' fine histograms.
+    """Coarse counts and quantiles per channel of each group's fine histogram and of their sum.
 
     For level q the fine bin holding the ceil(q n)-th smallest value (numpy's
     ``inverted_cdf`` rank) is found from the cumulative counts; the quantile
     is placed in it assuming the values spread evenly over the bin.
     """
-    _, channels, bins = counts.shape
-    width = bins // coarse_bins
+    groups, channels, bins = counts.shape
+    every = np.zeros(bins, dtype=np.int64)
     hist = np.zeros(bins, dtype=np.int64)
     cdf = np.zeros(bins, dtype=np.int64)
     for c in range(channels):
-        hist[:] = 0
-        for g in groups:
-            row = counts[g, c]
-            for b in range(bins):
-                hist[b] += row[b]
-        running = 0
-        for b in range(bins):
-            running += hist[b]
-            cdf[b] = running
-        for h in range(coarse_bins):
-            start = cdf[h * width - 1] if h > 0 else 0
-            coarse[c, h] = cdf[(h + 1) * width - 1] - start
-        for level in range(len(levels)):
-            target = levels[level] * running
-            rank = np.int64(np.ceil(target))
-            j = min(np.searchsorted(cdf, rank), bins - 1)  # first bin whose cdf reaches the rank
-            before = cdf[j - 1] if j > 0 else 0
-            inside = max(hist[j], 1)
-            fraction = min(max((target - before) / inside, 0.0), 1.0)
-            quantiles[level, c] = (j + fraction) / bins
+        every[:] = 0
+        for g in range(groups + 1):
+            if g < groups:
+                row = counts[g, c]
+                for b in range(bins):
+                    hist[b] = row[b]
+                    every[b] += row[b]
+            else:
+                hist[:] = every
+            _summarize(hist, cdf, coarse_bins, levels, coarse[g, c], quantiles[g, :, c])
+
+
+@numba.njit(nogil=True, cache=True)
+def _summarize(
+    hist: np.ndarray,
+    cdf: np.ndarray,
+    coarse_bins: int,
+    levels: np.ndarray,
+    coarse: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    bins = len(hist)
+    width = bins // coarse_bins
+    running = 0
+    for b in range(bins):
+        running += hist[b]
+        cdf[b] = running
+    for h in range(coarse_bins):
+        start = cdf[h * width - 1] if h > 0 else 0
+        coarse[h] = cdf[(h + 1) * width - 1] - start
+    for level in range(len(levels)):
+        target = levels[level] * running
+        rank = np.int64(np.ceil(target))
+        j = min(np.searchsorted(cdf, rank), bins - 1)  # first bin whose cdf reaches the rank
+        before = cdf[j - 1] if j > 0 else 0
+        inside = max(hist[j], 1)
+        fraction = min(max((target - before) / inside, 0.0), 1.0)
+        out[level] = (j + fraction) / bins
+
+
+# Reassociation lets the dot products vectorise; nothing else is relaxed.
+_DOT_MATH = {"reassoc", "contract"}
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False, fastmath=_DOT_MATH)
+def _nearest(x: np.ndarray, centroids: np.ndarray, norms: np.ndarray) -> int:
+    """Index of the centroid nearest to ``x``: argmin ||c||^2 - 2 x.c, ties to the first."""
+    best, best_score = 0, np.inf
+    for k in range(centroids.shape[0]):
+        centroid = centroids[k]
+        dot = np.float32(0.0)
+        for c in range(x.shape[0]):
+            dot += x[c] * centroid[c]
+        score = norms[k] - 2.0 * np.float64(dot)
+        if score < best_score:
+            best, best_score = k, score
+    return best
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def nearest_centroids(
+    codes: np.ndarray,  # (n, C) uint16: float16 bit patterns, all < 0x7C00
+    center: np.ndarray,  # (C,) float32, subtracted from every row and centroid
+    centroids: np.ndarray,  # (K, C) float32, already centred
+    norms: np.ndarray,  # (K,) float64 squared norms of the centroids
+    nearest: np.ndarray,  # (n,) intp out
+    bits: np.ndarray,  # (C,) uint32 scratch
+    values: np.ndarray,  # (C,) float32 view of ``bits``
+    row: np.ndarray,  # (C,) float32 scratch
+) -> None:
+    """Nearest centroid of each float16 row (centring keeps the float32 dot products accurate)."""
+    n, channels = codes.shape
+    for i in range(n):
+        source = codes[i]
+        for c in range(channels):
+            bits[c] = np.uint32(source[c]) << 13
+        for c in range(channels):
+            row[c] = values[c] * _WIDEN_SCALE - center[c]
+        nearest[i] = _nearest(row, centroids, norms)
+
+
+@numba.njit(nogil=True, cache=True)
+def nearest_centroids_float32(
+    rows: np.ndarray,  # (n, C) float32, already centred
+    centroids: np.ndarray,  # (K, C) float32, already centred
+    norms: np.ndarray,  # (K,) float64
+    nearest: np.ndarray,  # (n,) intp out
+) -> None:
+    """:func:`nearest_centroids` for float32 rows."""
+    for i in range(rows.shape[0]):
+        nearest[i] = _nearest(rows[i], centroids, norms)

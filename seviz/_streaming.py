@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -67,6 +66,30 @@ _F16_ONE = 0x3C00  # the bit pattern of 1.0
 _ONE = np.uint16(1)
 
 
+class Scratch:
+    """Memory one worker reuses from block to block.
+
+    Fresh pages cost the kernel a fault and a zeroing each; a worker that
+    analyses sixteen blocks one after another keeps its largest buffers here
+    instead (the chunk being read, the histogram counts, the scored rows).
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def take(self, name: str, size: int, dtype: np.dtype | type, zero: bool = False) -> np.ndarray:
+        """A flat array of ``size`` elements: the memory last taken under ``name``, grown when needed."""
+        dtype = np.dtype(dtype)
+        nbytes = size * dtype.itemsize
+        memory = self._buffers.get(name)
+        if memory is None or memory.nbytes < nbytes:
+            memory = self._buffers[name] = np.empty(nbytes, dtype=np.uint8)
+        out = memory[:nbytes].view(dtype)
+        if zero:
+            out.fill(0)
+        return out
+
+
 class BlockAccumulator:
     """Fixed-size running state of one block; feed chunks with :meth:`add`, then :meth:`finish`."""
 
@@ -77,8 +100,10 @@ class BlockAccumulator:
         all_classes: list[str],
         selected: list[str],
         settings: StatsSettings,
+        scratch: Scratch | None = None,
     ) -> None:
         self.info = info
+        self.scratch = scratch or Scratch()
         self.settings = settings
         self.all_classes = all_classes
         self.selected = selected
@@ -91,6 +116,9 @@ class BlockAccumulator:
             self.hist_group[index[name]] = i
         groups = len(selected) + (1 if len(selected) < classes else 0)
         self.bins = _affordable_bins(info, groups, settings)
+        # Gates >= near_one are read off the fine histogram when near_one is a bin edge (the default).
+        near = settings.near_one * self.bins
+        self.near_bin = int(round(near)) if abs(near - round(near)) < 1e-6 else None
 
         self.count = np.zeros((classes, folds), dtype=np.int64)
         self.ref = np.zeros((classes, channels), dtype=np.float32)
@@ -101,13 +129,13 @@ class BlockAccumulator:
         self.high = np.full((classes, channels), -np.inf, dtype=np.float32)
         # Histogram counts, (group, channel, bin) flattened: uint16 counts of
         # the rows since the group's last flush into the totals.
-        self.pending = np.zeros(groups * channels * self.bins, dtype=np.uint16)
+        self.pending = self.scratch.take("pending", groups * channels * self.bins, np.uint16, zero=True)
         self.pending_rows = [0] * groups
         self.totals: np.ndarray | None = None
         self.totals_dtype = np.uint32 if samples < 2**32 else np.int64
         # Offset of (group, channel) in the flattened histogram.
         self.offset = (np.arange(groups * channels, dtype=np.intp) * self.bins).reshape(groups, channels)
-        self.near_count = np.zeros(channels, dtype=np.int64)  # gates >= near_one, per channel
+        self.near_count = np.zeros(channels, dtype=np.int64)  # used when near_one is not a bin edge
         # Scratch reused by every chunk (allocating them per slab costs more than filling them).
         slab = min(channels, _SLAB_COLUMNS) * max(1, _SLAB_ELEMENTS // min(channels, _SLAB_COLUMNS))
         self._bins = np.empty(slab, dtype=np.intp)
@@ -127,17 +155,8 @@ class BlockAccumulator:
         n = len(gates)
         if n == 0:
             return
-        index = np.arange(start, start + n)
-        fold = index % folds
-        # Scored rows: whole runs of `folds` consecutive samples, so every fold
-        # is represented equally whatever the stride.
-        keep = (index // folds) % self.eval_every == 0
-        if self.eval_rows is None:
-            shape = (*self.eval_labels.shape, self.info.channels)
-            self.eval_rows = np.empty(shape, dtype=gates.dtype)  # float16 stays float16 until finish
-        slot = index[keep] // folds // self.eval_every
-        self.eval_rows[fold[keep], slot] = gates[keep]
-        self.eval_labels[fold[keep], slot] = labels[keep]
+        fold = np.arange(start, start + n) % folds
+        self._hold(start, gates, labels)
         labels = np.asarray(labels, dtype=np.intp)
         self.count += np.bincount(labels * folds + fold, minlength=self.count.size).reshape(self.count.shape)
         if gates.dtype == np.float16:
@@ -146,11 +165,37 @@ class BlockAccumulator:
             if top < _F16_SIGN_OR_INF:  # finite and non-negative: the compiled pass
                 if top > _F16_ONE:  # gates above 1 (not a sigmoid): |1 - s| needs their excess
                     self.excess += float(np.maximum(_widen(codes) - 1.0, 0.0).sum(dtype=np.float64))
+                if self.near_bin is None:
+                    self.near_count += np.count_nonzero(_widen(codes) >= self.settings.near_one, axis=0)
                 for r0 in range(0, n, _PENDING_MAX):
                     r1 = min(n, r0 + _PENDING_MAX)
                     self._add_codes(codes[r0:r1], labels[r0:r1], fold[r0:r1])
                 return
         self._add_values(np.asarray(gates, dtype=np.float32), labels, fold, start)
+
+    def _hold(self, start: int, gates: np.ndarray, labels: np.ndarray) -> None:
+        """Keep the rows the nearest-centroid classifier will score (copies; ``gates`` may be reused).
+
+        Scored samples come in whole runs of ``folds`` consecutive samples,
+        every ``eval_every``-th run, so each fold is represented equally; the
+        rows of one fold in a chunk are an evenly strided slice of it.
+        """
+        folds, every = self.settings.folds, self.eval_every
+        if self.eval_rows is None:
+            shape = (*self.eval_labels.shape, self.info.channels)
+            # As read: float16 stays float16 until finish.
+            self.eval_rows = self.scratch.take("eval", math.prod(shape), gates.dtype).reshape(shape)
+        stride = folds * every
+        for fold in range(folds):
+            run = -(-(start - fold) // folds)  # the first run holding a sample >= start in this fold
+            run = -(-run // every) * every  # ... that is scored
+            first = run * folds + fold - start
+            if first >= len(gates):
+                continue
+            rows = gates[first::stride]
+            slot = run // every
+            self.eval_rows[fold, slot : slot + len(rows)] = rows
+            self.eval_labels[fold, slot : slot + len(rows)] = labels[first::stride]
 
     def _add_codes(self, codes: np.ndarray, labels: np.ndarray, fold: np.ndarray) -> None:
         """Float16 bit patterns of finite, non-negative gates: one compiled pass (``seviz._kernels``)."""
@@ -173,8 +218,6 @@ class BlockAccumulator:
             self.low,
             self.high,
             self.pending,
-            self.settings.near_one,
-            self.near_count,
             self._bits,
             self._bits.view(np.float32),
             self._slots,
@@ -209,7 +252,8 @@ class BlockAccumulator:
                 runs.append((a, b, cls))
 
         low, high = self._extremes(rows, runs, start)
-        self.near_count += np.count_nonzero(rows >= self.settings.near_one, axis=0)
+        if self.near_bin is None:
+            self.near_count += np.count_nonzero(rows >= self.settings.near_one, axis=0)
         if high > 1.0:
             self.excess += float(np.maximum(rows - 1.0, 0.0).sum(dtype=np.float64))
 
@@ -277,7 +321,7 @@ class BlockAccumulator:
         """Move one group's uint16 counts into the totals."""
         size = self.info.channels * self.bins
         if self.totals is None:
-            self.totals = np.zeros(self.pending.shape, dtype=self.totals_dtype)
+            self.totals = self.scratch.take("totals", self.pending.size, self.totals_dtype, zero=True)
         part = slice(group * size, (group + 1) * size)
         self.totals[part] += self.pending[part]
         self.pending[part] = 0
@@ -309,17 +353,30 @@ class BlockAccumulator:
         var_all = between + within
         low_all, high_all = self.low[present].min(axis=0), self.high[present].max(axis=0)
 
+        from seviz._kernels import summarize_counts
+
         index = {name: i for i, name in enumerate(self.all_classes)}
         counts = self.histograms()
+        # Per group (the reported classes, plus the rest), then for all classes (their sum).
+        levels = np.asarray(settings.quantile_levels, dtype=np.float64)
+        coarse = np.empty((len(counts) + 1, self.info.channels, settings.histogram_bins), dtype=np.int64)
+        quantiles = np.empty((len(counts) + 1, len(levels), self.info.channels), dtype=np.float64)
+        summarize_counts(counts, settings.histogram_bins, levels, coarse, quantiles)
         classes = {}
         for group, name in enumerate(self.selected):
             k = index[name]
             classes[name] = self._class_stats(
-                name, int(n_k[k]), mean_k[k], var_k[k], self.low[k], self.high[k], counts, [group]
+                name,
+                int(n_k[k]),
+                mean_k[k],
+                var_k[k],
+                self.low[k],
+                self.high[k],
+                coarse[group],
+                quantiles[group],
             )
-        # "All classes": the sum of the groups (the reported classes, plus the rest).
         everything = self._class_stats(
-            ALL_CLASSES, total, mean_all, var_all, low_all, high_all, counts, range(len(counts))
+            ALL_CLASSES, total, mean_all, var_all, low_all, high_all, coarse[-1], quantiles[-1]
         )
 
         ratio = between / (within + _VARIANCE_FLOOR)
@@ -337,7 +394,10 @@ class BlockAccumulator:
         )
 
         gates = total * self.info.channels
-        near = self.near_count
+        if self.near_bin is not None:
+            near = counts[:, :, self.near_bin :].sum(axis=(0, 2), dtype=np.int64)
+        else:
+            near = self.near_count
         square = var_all + mean_all**2
         with np.errstate(divide="ignore", invalid="ignore"):
             channel_dependence = np.where(square > 0, var_all / np.where(square > 0, square, 1.0), 0.0)
@@ -369,18 +429,9 @@ class BlockAccumulator:
         var: np.ndarray,
         low: np.ndarray,
         high: np.ndarray,
-        counts: np.ndarray,
-        groups: Sequence[int],
+        coarse: np.ndarray,
+        quantiles: np.ndarray,
     ) -> ClassStats:
-        """Statistics of the rows counted in ``groups`` of the (group, channel, bin) ``counts``."""
-        from seviz._kernels import summarize_counts
-
-        levels = np.asarray(self.settings.quantile_levels, dtype=np.float64)
-        coarse = np.empty((self.info.channels, self.settings.histogram_bins), dtype=np.int64)
-        quantiles = np.empty((len(levels), self.info.channels), dtype=np.float64)
-        summarize_counts(
-            counts, np.asarray(groups, dtype=np.intp), self.settings.histogram_bins, levels, coarse, quantiles
-        )
         return ClassStats(
             name=name,
             count=count,
@@ -411,16 +462,32 @@ class BlockAccumulator:
                 + (total[candidates] - self.s1[candidates, fold]) / train[candidates, None]
                 - center
             )
-            centroid = centroid.astype(np.float32)
-            # Centring on the overall mean keeps the float32 dot products accurate.
-            x = _float32(self.eval_rows[fold, :held])
-            x -= center.astype(np.float32)
-            # argmin ||x - c||^2 = argmin (||c||^2 - 2 x.c); ties go to the first class.
-            score = (centroid.astype(np.float64) ** 2).sum(axis=1) - 2.0 * (x @ centroid.T)
-            predicted = candidates[np.argmin(score, axis=1)]
-            correct += int((predicted == labels[:held]).sum())
-            evaluated += len(x)
+            nearest = self._nearest(self.eval_rows[fold, :held], center.astype(np.float32), centroid)
+            correct += int((candidates[nearest] == labels[:held]).sum())
+            evaluated += held
         return (correct / evaluated if evaluated else float("nan")), evaluated
+
+    def _nearest(self, rows: np.ndarray, center: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+        """Index of the nearest centroid for each row (rows and centroids less ``center``).
+
+        argmin ||x - c||^2 = argmin (||c||^2 - 2 x.c), ties to the first
+        centroid, in compiled loops: BLAS would do the products faster but
+        leaves its threads spinning, which starves the blocks analysed beside.
+        """
+        from seviz._kernels import nearest_centroids, nearest_centroids_float32
+
+        centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+        norms = (centroids.astype(np.float64) ** 2).sum(axis=1)
+        nearest = np.empty(len(rows), dtype=np.intp)
+        codes = rows.view(np.uint16) if rows.dtype == np.float16 else None
+        if codes is not None and codes.size and int(codes.max()) < _F16_SIGN_OR_INF:
+            row = np.empty(self.info.channels, dtype=np.float32)
+            nearest_centroids(
+                codes, center, centroids, norms, nearest, self._bits, self._bits.view(np.float32), row
+            )
+        else:
+            nearest_centroids_float32(np.asarray(rows, dtype=np.float32) - center, centroids, norms, nearest)
+        return nearest
 
 
 def _affordable_bins(info: BlockInfo, groups: int, settings: StatsSettings) -> int:
@@ -454,10 +521,3 @@ def _widen(codes: np.ndarray) -> np.ndarray:
     wide = np.left_shift(codes, 13, dtype=np.uint32).view(np.float32)
     wide *= np.float32(2.0**112)
     return wide
-
-
-def _float32(rows: np.ndarray) -> np.ndarray:
-    """``rows`` as float32: float16 widened by :func:`_widen` where it applies."""
-    if rows.dtype == np.float16 and rows.size and int(rows.view(np.uint16).max()) < _F16_SIGN_OR_INF:
-        return _widen(rows.view(np.uint16))
-    return np.asarray(rows, dtype=np.float32)

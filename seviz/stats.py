@@ -48,14 +48,18 @@ import difflib
 import logging
 import math
 import os
+import queue
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from seviz.store import BlockInfo, Store, StoreError, open_store
+
+if TYPE_CHECKING:
+    from seviz._streaming import Scratch
 
 log = logging.getLogger(__name__)
 
@@ -333,6 +337,7 @@ def compute_statistics(
     classes: Sequence[str] | None = None,
     settings: StatsSettings | None = None,
     chunk_rows: int | None = None,
+    workers: int | None = None,
 ) -> StoreStatistics:
     """Compute per-class statistics, class specificity and gate behaviour of SE blocks.
 
@@ -348,6 +353,9 @@ def compute_statistics(
             :class:`StatsSettings`.
         chunk_rows: Rows read at once (default: about 16 M gates, 32 MiB of
             float16, per chunk). Changes speed and memory only, not the results.
+        workers: Blocks analysed side by side, each in a thread with its own
+            buffers (default: one per core, at most four). Changes speed and
+            memory only, not the results.
 
     Returns:
         A :class:`StoreStatistics`; ``stats.block("SE_5_2").class_stats("cat").mean``
@@ -360,7 +368,7 @@ def compute_statistics(
     settings = settings or StatsSettings()
     if not isinstance(store, Store):
         with open_store(store) as opened:
-            return compute_statistics(opened, blocks, classes, settings, chunk_rows)
+            return compute_statistics(opened, blocks, classes, settings, chunk_rows, workers)
     if len(store) == 0:
         raise StoreError(f"store {str(store.path)!r} has no committed samples yet; record some first")
     names = list(store.blocks) if blocks is None else list(blocks)
@@ -376,12 +384,24 @@ def compute_statistics(
     index = {name: i for i, name in enumerate(all_classes)}
     labels = np.asarray([index[name] for name in present.tolist()], dtype=np.intp)[inverse.ravel()]
 
+    from seviz._streaming import Scratch
+
+    spare: queue.SimpleQueue[Scratch] = queue.SimpleQueue()  # one per worker, reused block after block
+
     def one(name: str) -> BlockStatistics:
         info = store.blocks[name]
         log.info("statistics of %s (%d channels, %d samples)", name, info.channels, len(store))
-        return _block_statistics(store, info, labels, all_classes, selected, settings, chunk_rows)
+        scratch = spare.get() if not spare.empty() else Scratch()
+        try:
+            return _block_statistics(
+                store, info, labels, all_classes, selected, settings, chunk_rows, scratch
+            )
+        finally:
+            spare.put(scratch)
 
-    workers = min(len(names), _MAX_WORKERS, _cpus())
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers={workers} must be at least 1")
+    workers = min(len(names), workers or min(_MAX_WORKERS, _cpus()))
     if workers <= 1:
         results = {name: one(name) for name in names}
     else:
@@ -410,18 +430,20 @@ def _block_statistics(
     selected: list[str],
     settings: StatsSettings,
     chunk_rows: int | None,
+    scratch: Scratch,
 ) -> BlockStatistics:
     from seviz._streaming import BlockAccumulator
 
     rows = max(256, _CHUNK_ELEMENTS // max(1, info.channels)) if chunk_rows is None else int(chunk_rows)
     if rows < 1:
         raise ValueError(f"chunk_rows={chunk_rows} must be at least 1")
-    acc = BlockAccumulator(info, len(store), all_classes, selected, settings)
+    acc = BlockAccumulator(info, len(store), all_classes, selected, settings, scratch)
+    # As stored: the accumulator works on float16 gates directly, faster than
+    # converting them to float32 first; it copies what it keeps of a chunk, so
+    # every chunk is read into the same memory.
+    buffer = scratch.take("chunk", rows * info.channels * 4, np.uint8)  # float16 or float32
     try:
-        # As stored: the accumulator works on float16 gates directly, faster
-        # than converting them to float32 first (see seviz._streaming).
-        # The accumulator copies what it keeps of a chunk, so one buffer serves them all.
-        chunks = store.iter_chunks(info.name, rows=rows, dtype=None, reuse=True)
+        chunks = store.iter_chunks(info.name, rows=rows, dtype=None, buffer=buffer)
     except TypeError:  # an iter_chunks without ``dtype`` (a wrapper, an older Store): float32 chunks
         chunks = store.iter_chunks(info.name, rows=rows)
     for row_slice, gates in chunks:

@@ -507,24 +507,25 @@ class Store:
         name: str,
         rows: int = 8192,
         dtype: np.dtype | str | None = np.float32,
-        reuse: bool = False,
+        buffer: np.ndarray | None = None,
     ) -> Iterator[tuple[slice, np.ndarray]]:
         """Yield ``(row_slice, gates)`` chunks of one block: memory stays bounded.
 
         ``dtype`` is the type of the yielded gates; ``None`` keeps the stored
         type (float16 or float32), which skips a conversion that costs several
-        times the read itself. ``reuse=True`` (with ``dtype=None``) reads every
-        chunk into one buffer, so each chunk is only valid until the next is
-        read: copy what you keep. It saves allocating (and the kernel zeroing)
-        a fresh array per chunk.
+        times the read itself. ``buffer`` (with ``dtype=None``): flat ``uint8``
+        memory of at least ``rows x channels x itemsize`` bytes that every
+        chunk is read into, so a chunk is only valid until the next one is
+        read; it saves the fresh pages (and the kernel's zeroing of them) of a
+        new array per chunk.
         """
         data = self._dataset(name)
-        buffer = np.empty((min(rows, len(self)), data.shape[1]), dtype=data.dtype) if reuse else None
         for start in range(0, len(self), rows):
             stop = min(len(self), start + rows)
             if buffer is not None and dtype is None:
-                chunk = buffer[: stop - start]
-                data.read_direct(chunk, np.s_[start:stop], np.s_[0 : stop - start])
+                size = (stop - start) * data.shape[1] * data.dtype.itemsize
+                chunk = buffer[:size].view(data.dtype).reshape(stop - start, data.shape[1])
+                data.read_direct(chunk, np.s_[start:stop])
                 yield slice(start, stop), chunk
                 continue
             chunk = data[start:stop]
