@@ -38,7 +38,7 @@ def add_float16_rows(
     counts: np.ndarray,  # (G * C * bins,) uint16 histogram counts, (group, channel, bin)
     bits: np.ndarray,  # (C,) uint32 scratch
     values: np.ndarray,  # (C,) float32 view of ``bits``
-    slots: np.ndarray,  # (C,) intp scratch
+    slots: np.ndarray,  # (C,) int32 scratch (intp for histograms of 2**31 counts or more)
 ) -> None:
     """Add rows of one block to the running per-class sums, extremes and histogram counts.
 
@@ -49,7 +49,7 @@ def add_float16_rows(
     """
     n, channels = codes.shape
     fbins = np.float32(bins)
-    top = bins - 1
+    top = np.float32(bins - 1)
     group_size = channels * bins
     for j in range(n):
         i = order[j]
@@ -74,7 +74,7 @@ def add_float16_rows(
             d = np.float64(x) - np.float64(r[c])
             s[c] += d
             q[c] += d * d
-            slots[c] = base + c * bins + min(np.intp(x * fbins), top)
+            slots[c] = np.int32(min(x * fbins, top)) + base + c * bins
         for c in range(channels):
             counts[slots[c]] += 1
 
@@ -94,46 +94,43 @@ def summarize_counts(
     is placed in it assuming the values spread evenly over the bin.
     """
     groups, channels, bins = counts.shape
-    every = np.zeros(bins, dtype=np.int64)
-    hist = np.zeros(bins, dtype=np.int64)
+    every = np.zeros(bins, dtype=np.int64)  # the sum of the groups, bin by bin
     cdf = np.zeros(bins, dtype=np.int64)
     for c in range(channels):
         every[:] = 0
-        for g in range(groups + 1):
-            if g < groups:
-                row = counts[g, c]
-                for b in range(bins):
-                    hist[b] = row[b]
-                    every[b] += row[b]
-            else:
-                hist[:] = every
-            _summarize(hist, cdf, coarse_bins, levels, coarse[g, c], quantiles[g, :, c])
+        for g in range(groups):
+            row = counts[g, c]
+            running = 0
+            for b in range(bins):
+                count = np.int64(row[b])
+                every[b] += count
+                running += count
+                cdf[b] = running
+            _summarize(cdf, coarse_bins, levels, coarse[g, c], quantiles[g, :, c])
+        running = 0
+        for b in range(bins):
+            running += every[b]
+            cdf[b] = running
+        _summarize(cdf, coarse_bins, levels, coarse[groups, c], quantiles[groups, :, c])
 
 
 @numba.njit(nogil=True, cache=True)
 def _summarize(
-    hist: np.ndarray,
-    cdf: np.ndarray,
-    coarse_bins: int,
-    levels: np.ndarray,
-    coarse: np.ndarray,
-    out: np.ndarray,
+    cdf: np.ndarray, coarse_bins: int, levels: np.ndarray, coarse: np.ndarray, out: np.ndarray
 ) -> None:
-    bins = len(hist)
+    """Coarse counts and quantiles of one histogram, from its cumulative counts ``cdf``."""
+    bins = len(cdf)
     width = bins // coarse_bins
-    running = 0
-    for b in range(bins):
-        running += hist[b]
-        cdf[b] = running
+    total = cdf[bins - 1]
     for h in range(coarse_bins):
         start = cdf[h * width - 1] if h > 0 else 0
         coarse[h] = cdf[(h + 1) * width - 1] - start
     for level in range(len(levels)):
-        target = levels[level] * running
+        target = levels[level] * total
         rank = np.int64(np.ceil(target))
         j = min(np.searchsorted(cdf, rank), bins - 1)  # first bin whose cdf reaches the rank
         before = cdf[j - 1] if j > 0 else 0
-        inside = max(hist[j], 1)
+        inside = max(cdf[j] - before, 1)
         fraction = min(max((target - before) / inside, 0.0), 1.0)
         out[level] = (j + fraction) / bins
 

@@ -17,22 +17,19 @@ fine bins):
 * at most ``max_eval_samples`` rows, evenly spread and chosen by index, to
   score the nearest-centroid classifier once the centroids are known.
 
-Rows of a chunk are first grouped by (class, fold) with one gather, so every
-sum above is a plain reduction over contiguous rows.
+Float16 chunks (the default store type) with finite, non-negative gates go
+through one compiled loop (:func:`seviz._kernels.add_float16_rows`) that
+reads each gate once, rows of one class after another so the histogram
+counts being added to stay in cache: it widens the float16 bit pattern to
+float32 exactly, updates the extremes and sums and counts the fine bin. That
+pass bounds the analysis (see ``benchmarks/analysis_scale.py``). Chunks with
+negative or non-finite float16 gates, and float32 stores, take a numpy path
+that computes the same state: rows grouped by (class, fold) with one gather,
+float32 partial sums, histogram counts added with ``np.add.at`` in column
+slabs of ``_SLAB_COLUMNS`` channels.
 
-Float16 chunks (the default store type) are used as read, without the float32
-conversion that numpy does one value at a time (about 3x a plain read): a
-float16's bit pattern orders non-negative values like the values, so minima
-and maxima are integer reductions; a 65,536-entry table maps each pattern to
-its fine bin (float16 values are discrete, so the table is exact); and rows
-are widened to float32 for the sums by moving the bit fields (exact). Chunks
-with negative or non-finite float16 gates, and float32 stores, go through the
-same steps on float32 values.
-
-Histogram counts are added with ``np.add.at`` in column slabs of
-``_SLAB_COLUMNS`` channels, so the counters one call touches (slab x B x 2
-bytes) stay in cache; the counting is what bounds the pass (see
-``benchmarks/analysis_scale.py``).
+The large buffers (the chunk being read, the histogram counts, the scored
+rows) come from a :class:`Scratch` that a worker reuses from block to block.
 """
 
 from __future__ import annotations
@@ -141,7 +138,8 @@ class BlockAccumulator:
         self._bins = np.empty(slab, dtype=np.intp)
         self._scaled = np.empty(slab, dtype=np.float32)
         self._bits = np.empty(channels, dtype=np.uint32)  # the compiled pass's widened row
-        self._slots = np.empty(channels, dtype=np.intp)  # and its histogram slots
+        slot_type = np.int32 if self.pending.size < 2**31 else np.intp  # int32 is faster
+        self._slots = np.empty(channels, dtype=slot_type)  # and its histogram slots
         self.excess = 0.0  # sum of max(s - 1, 0): |1 - s| = 1 - s + 2 max(s - 1, 0)
         self.eval_every = max(1, math.ceil(samples / max(1, settings.max_eval_samples)))
         # Scored rows, fold by fold: sample i (when scored) sits at [i % folds, i // folds // eval_every].
