@@ -17,6 +17,7 @@ from _planted import (
     CONSTANT,
     IDENTITY,
     SPECIFIC,
+    planted_gates,
     write_planted_store,
     write_store,
 )
@@ -134,6 +135,97 @@ def test_gates_outside_unit_interval(tmp_path):
     expected = np.stack([np.histogram(np.clip(col, 0, 1), bins=np.linspace(0, 1, 21))[0] for col in g.T])
     np.testing.assert_array_equal(b.all.histogram, expected)
     np.testing.assert_allclose(b.all.std, g.astype(np.float64).std(axis=0), rtol=1e-5)
+
+
+def test_float16_and_float32_stores_give_the_same_statistics(tmp_path):
+    """The compiled float16 pass and the numpy float32 path compute the same state."""
+    labels, gates = planted_gates(300, seed=5)
+    gates = {name: g.astype(np.float16).astype(np.float32) for name, g in gates.items()}
+    half = compute_statistics(write_store(tmp_path / "half.h5", labels, gates), chunk_rows=70)
+    full = compute_statistics(
+        write_store(tmp_path / "full.h5", labels, gates, dtype="float32"), chunk_rows=70
+    )
+    for name in BLOCKS:
+        a, b = half.block(name), full.block(name)
+        for cls in [*CLASSES, ALL_CLASSES]:
+            x, y = a.class_stats(cls), b.class_stats(cls)
+            assert x.count == y.count
+            for field in ("min", "max", "histogram", "quantiles"):
+                np.testing.assert_array_equal(getattr(x, field), getattr(y, field))
+            np.testing.assert_allclose(x.mean, y.mean, rtol=1e-6, atol=1e-9)
+            np.testing.assert_allclose(x.std, y.std, rtol=1e-5, atol=1e-9)
+        assert a.specificity.accuracy == b.specificity.accuracy
+        assert a.behaviour.fraction_near_one == b.behaviour.fraction_near_one
+        np.testing.assert_array_equal(a.behaviour.channel_near_one, b.behaviour.channel_near_one)
+
+
+def test_float16_gates_outside_unit_interval(tmp_path):
+    """Float16 chunks with gates above 1 stay compiled, chunks with negative gates take numpy's path."""
+    rng = np.random.default_rng(4)
+    labels = np.arange(400) % 2
+    g = rng.uniform(0.0, 1.4, size=(400, 8))
+    g[300:] -= 0.3  # the last chunk holds negative gates
+    g = g.astype(np.float16).astype(np.float32)
+    info = BlockInfo("SE_2_1", "m", 2, 1, 8)
+    path = write_store(tmp_path / "wide16.h5", labels, {"SE_2_1": g}, [info], ("a", "b"))
+    b = compute_statistics(path, chunk_rows=100).block("SE_2_1")
+    g64 = g.astype(np.float64)
+    assert b.behaviour.mean_abs_deviation == pytest.approx(np.abs(1 - g64).mean(), rel=1e-6)
+    assert b.behaviour.min_gate == g.min() and b.behaviour.max_gate == g.max()
+    expected = np.stack([np.histogram(np.clip(col, 0, 1), bins=np.linspace(0, 1, 21))[0] for col in g.T])
+    np.testing.assert_array_equal(b.all.histogram, expected)
+    np.testing.assert_allclose(b.all.std, g64.std(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(b.class_stats("b").mean, g64[labels == 1].mean(axis=0), rtol=1e-6)
+
+
+def test_near_one_off_the_bin_edges_is_counted_gate_by_gate(planted_store):
+    gates, _ = _whole(planted_store)
+    stats = compute_statistics(planted_store, settings=StatsSettings(near_one=0.9505))  # 950.5 bins
+    for name, g in gates.items():
+        behaviour = stats.block(name).behaviour
+        assert behaviour.fraction_near_one == pytest.approx((g >= 0.9505).mean())
+        np.testing.assert_allclose(behaviour.channel_near_one, (g >= 0.9505).mean(axis=0))
+
+
+def test_histogram_counts_past_65535_rows_of_one_class(tmp_path):
+    """The uint16 counts are moved into wider totals before they could overflow."""
+    rng = np.random.default_rng(6)
+    g = rng.uniform(0.0, 1.0, size=(70_000, 2)).astype(np.float16).astype(np.float32)
+    g[:, 1] = 0.5  # one bin takes every row
+    info = BlockInfo("SE_2_1", "m", 2, 1, 2)
+    path = write_store(
+        tmp_path / "long.h5", np.zeros(70_000, int), {"SE_2_1": g}, [info], ("a",), batch=10_000
+    )
+    stats = compute_statistics(path)
+    _check_against_numpy(stats, {"SE_2_1": g}, np.full(70_000, "a"), "SE_2_1")
+    assert stats.block("SE_2_1").all.histogram[1, 10] == 70_000
+
+
+def test_workers_change_nothing_but_speed(planted_store, planted_stats):
+    other = compute_statistics(planted_store, workers=3)
+    assert json.dumps(other.to_dict()) == json.dumps(planted_stats.to_dict())
+    with pytest.raises(ValueError, match="workers=0 must be at least 1"):
+        compute_statistics(planted_store, workers=0)
+
+
+def test_scored_rows_are_every_eval_every_th_run_of_folds(planted_store):
+    """Rows held for the nearest-centroid scores: whole runs of `folds` samples, evenly spread."""
+    from seviz._streaming import BlockAccumulator
+
+    for samples, limit, chunk in ((400, 100, 7), (997, 50, 13), (50, 7, 1), (12_345, 999, 1000)):
+        settings = StatsSettings(max_eval_samples=limit)
+        acc = BlockAccumulator(BlockInfo("SE_2_1", "m", 2, 1, 3), samples, ["a"], ["a"], settings)
+        for start in range(0, samples, chunk):
+            index = np.arange(start, min(samples, start + chunk))
+            acc._hold(start, np.repeat(index[:, None], 3, axis=1).astype(np.float32), index)
+        every, index = acc.eval_every, np.arange(samples)
+        scored = (index // settings.folds) % every == 0
+        for fold in range(settings.folds):
+            want = index[scored & (index % settings.folds == fold)]
+            held = acc.eval_labels[fold]
+            np.testing.assert_array_equal(held[held >= 0], want)
+            np.testing.assert_array_equal(acc.eval_rows[fold, : len(want), 0], want)
+        assert scored.sum() <= limit + settings.folds
 
 
 def test_evaluation_subset_is_bounded_and_spread(planted_store):
