@@ -186,3 +186,51 @@ def nearest_centroids_float32(
     """:func:`nearest_centroids` for float32 rows."""
     for i in range(rows.shape[0]):
         nearest[i] = _nearest(rows[i], centroids, norms)
+
+
+def load_all() -> None:
+    """Call every kernel once on tiny inputs, so numba loads them (from its cache, or compiles them) now.
+
+    The first call of a numba function in a process costs about 0.15 s
+    (setting up the compiler, reading the cached machine code) and holds
+    numba's compiler lock; :func:`seviz.stats.compute_statistics` starts this
+    in a thread while it opens the store, instead of making its workers wait.
+    The argument types match the accumulator's calls.
+    """
+    channels, rows, bins = 2, 1, 4
+    codes = np.zeros((rows, channels), dtype=np.uint16)
+    index = np.zeros(rows, dtype=np.intp)
+    bits = np.zeros(channels, dtype=np.uint32)
+    counts = np.zeros(channels * bins, dtype=np.uint16)
+    add_float16_rows(
+        codes,
+        index,
+        index,
+        index,
+        np.zeros(1, dtype=np.intp),
+        bins,
+        np.zeros((1, channels), dtype=np.float32),
+        np.zeros(1, dtype=bool),
+        np.zeros((1, 1, channels)),
+        np.zeros((1, channels)),
+        np.zeros((1, channels), dtype=np.float32),
+        np.zeros((1, channels), dtype=np.float32),
+        counts,
+        bits,
+        bits.view(np.float32),
+        np.zeros(channels, dtype=np.int32),
+    )
+    levels = np.array([0.5])
+    summarize_counts(
+        counts.reshape(1, channels, bins),
+        2,
+        levels,
+        np.zeros((2, channels, 2), dtype=np.int64),
+        np.zeros((2, 1, channels)),
+    )
+    center = np.zeros(channels, dtype=np.float32)
+    centroids = np.zeros((1, channels), dtype=np.float32)
+    nearest = np.zeros(rows, dtype=np.intp)
+    nearest_centroids(
+        codes, center, centroids, np.zeros(1), nearest, bits, bits.view(np.float32), center.copy()
+    )

@@ -49,6 +49,7 @@ import logging
 import math
 import os
 import queue
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -366,6 +367,7 @@ def compute_statistics(
             class is not in it, or a block holds non-finite gates.
     """
     settings = settings or StatsSettings()
+    _start_loading_kernels()
     if not isinstance(store, Store):
         with open_store(store) as opened:
             return compute_statistics(opened, blocks, classes, settings, chunk_rows, workers)
@@ -449,6 +451,28 @@ def _block_statistics(
     for row_slice, gates in chunks:
         acc.add(row_slice.start, gates, labels[row_slice])
     return acc.finish()
+
+
+_loader: threading.Thread | None = None
+_loader_lock = threading.Lock()
+
+
+def _start_loading_kernels() -> None:
+    """Load the compiled kernels in a thread (once per process) while the caller opens the store."""
+    global _loader
+    with _loader_lock:
+        if _loader is None:
+            _loader = threading.Thread(target=_load_kernels, name="seviz-load-kernels", daemon=True)
+            _loader.start()
+
+
+def _load_kernels() -> None:
+    try:
+        from seviz._kernels import load_all
+
+        load_all()
+    except Exception:  # the workers' own first calls will raise it where it can be reported
+        log.debug("loading the compiled kernels ahead failed", exc_info=True)
 
 
 def _cpus() -> int:
