@@ -7,13 +7,13 @@ early gates are class-agnostic while deep ones are class-specific, except
 SE_5_2 which saturates near 1 and is nearly an identity. This module computes
 the numbers behind those findings for any store, in one pass over each block.
 
-Memory does not grow with the number of samples (captum's ``Summarizer`` idea,
-vectorised per chunk): each block is read in chunks of rows, the rows of a
-chunk are grouped by (class, fold), and per group we add up sums, sums of
-squares (about a per-class reference row, so constant gates give a variance of
-exactly 0), minima, maxima and a fine histogram. Float16 stores are analysed
-as stored (see ``seviz._streaming``), and blocks are analysed side by side on
-up to four cores (threads: numpy releases the GIL in the loops that matter).
+Memory does not grow with the number of samples (captum's ``Summarizer``
+idea): each block is read in chunks of rows, and per (class, fold) we add up
+sums, sums of squares (about a per-class reference row, so constant gates give
+a variance of exactly 0), minima, maxima and a fine histogram. Float16 stores
+(the default) go through one compiled loop per chunk (numba, see
+``seviz._streaming`` and ``seviz._kernels``), and blocks are analysed side by
+side, one thread per core up to four (the compiled loops release the GIL).
 
 What is computed, per block (see the dataclasses below for the fields):
 
@@ -68,8 +68,9 @@ ALL_CLASSES = "all classes"
 SPECIFICITY_METHODS = ("between_within_variance_ratio", "nearest_centroid_cv_accuracy")
 STATISTICS_VERSION = 1
 _CHUNK_ELEMENTS = 1 << 24  # about 32 MiB of float16 (64 MiB of float32) per chunk when chunk_rows is None
-# Blocks analysed at once; each holds a chunk and its histogram counts (about
-# 160 MiB for a 2048-channel block with 10 classes), so memory stays under 1 GB.
+# Blocks analysed at once; each worker holds a chunk, histogram counts and the
+# scored rows (about 130 MiB for a 2048-channel block with 10 classes and
+# 10,000 scored rows), so memory stays under 1 GB.
 _MAX_WORKERS = 4
 
 
@@ -407,8 +408,8 @@ def compute_statistics(
     if workers <= 1:
         results = {name: one(name) for name in names}
     else:
-        # Blocks are independent and numpy releases the GIL in the loops that
-        # take the time, so blocks run side by side; largest first, so no
+        # Blocks are independent and the compiled loops that take the time
+        # release the GIL, so blocks run side by side; largest first, so no
         # worker is left with a big block at the end.
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seviz-stats") as pool:
             by_size = sorted(names, key=lambda name: -store.blocks[name].channels)
