@@ -1,14 +1,18 @@
-"""Compiled (numba) inner loop of the statistics pass over float16 gates.
+"""Compiled (numba) loops of the statistics pass (``seviz._streaming``).
 
-:class:`seviz._streaming.BlockAccumulator` spends nearly all its time here on
-a large store: every gate of every block goes through :func:`add_float16_rows`
-once. Numpy needs about ten passes over a chunk for the same work (widening,
-sums, extremes, bin lookup, index arithmetic, ``np.add.at``); one compiled
-loop reads each gate once and keeps the per-class accumulators hot in cache.
-See ``benchmarks/analysis_scale.py`` for the figures.
+:class:`seviz._streaming.BlockAccumulator` spends nearly all its time in
+:func:`add_float16_rows` on a large store: every gate of every block goes
+through it once. Numpy needs about ten passes over a chunk for the same work
+(widening, sums, extremes, bin lookup, index arithmetic, ``np.add.at``); one
+compiled loop reads each gate once and keeps the per-class accumulators hot
+in cache. :func:`summarize_counts` reads quantiles and coarse counts off the
+fine histograms, and :func:`nearest_centroids` scores the held rows. See
+``benchmarks/analysis_scale.py`` for the figures.
 
 Only float16 bit patterns of finite, non-negative gates (below 0x7C00) come
-here; other chunks and float32 stores take the numpy path of the accumulator.
+to the float16 loops; other chunks and float32 stores take the numpy path of
+the accumulator. Every loop releases the GIL, so blocks run side by side in
+threads.
 """
 
 from __future__ import annotations
