@@ -25,6 +25,10 @@ import numpy as np
 _WIDEN_SCALE = np.float32(2.0**112)
 
 
+# Rows summed in float32 before the sums are added to the float64 totals.
+_PARTIAL_ROWS = 1024
+
+
 @numba.njit(nogil=True, cache=True, boundscheck=False)
 def add_float16_rows(
     codes: np.ndarray,  # (n, C) uint16: float16 bit patterns, all < 0x7C00
@@ -40,24 +44,36 @@ def add_float16_rows(
     low: np.ndarray,  # (K, C) float32 minima
     high: np.ndarray,  # (K, C) float32 maxima
     counts: np.ndarray,  # (G * C * bins,) uint16 histogram counts, (group, channel, bin)
+    partial_sums: np.ndarray,  # (F, C) float32 scratch, zero
+    partial_squares: np.ndarray,  # (C,) float32 scratch, zero
     bits: np.ndarray,  # (C,) uint32 scratch
     values: np.ndarray,  # (C,) float32 view of ``bits``
     slots: np.ndarray,  # (C,) int32 scratch (intp for histograms of 2**31 counts or more)
 ) -> None:
     """Add rows of one block to the running per-class sums, extremes and histogram counts.
 
-    The caller keeps each group's counts below 65,536 per row added (see
-    ``BlockAccumulator._flush``). Per channel, the fine bin of a gate ``x``
-    is ``min(floor(x * bins), bins - 1)`` with ``x * bins`` rounded to
+    Sums and squares of ``gate - ref`` are added up in float32 over at most
+    1024 rows of one class, then into the float64 totals (the numpy path does
+    the same). The caller keeps each group's counts below 65,536 per row added
+    (see ``BlockAccumulator._flush``). Per channel, the fine bin of a gate
+    ``x`` is ``min(floor(x * bins), bins - 1)`` with ``x * bins`` rounded to
     float32, the same as the numpy path.
     """
     n, channels = codes.shape
     fbins = np.float32(bins)
     top = np.float32(bins - 1)
     group_size = channels * bins
-    for j in range(n):
+    current, held = -1, 0  # the class being summed in float32, and its rows so far
+    for j in range(n + 1):
+        k = labels[order[j]] if j < n else -1
+        if k != current or held == _PARTIAL_ROWS:
+            if current >= 0:
+                _flush_partial(partial_sums, partial_squares, sums[current], squares[current])
+            current, held = k, 0
+        if j == n:
+            break
+        held += 1
         i = order[j]
-        k = labels[i]
         row = codes[i]
         for c in range(channels):
             bits[c] = np.uint32(row[c]) << 13
@@ -66,8 +82,7 @@ def add_float16_rows(
                 ref[k, c] = values[c] * _WIDEN_SCALE
             has_ref[k] = True
         r = ref[k]
-        s = sums[k, folds[i]]
-        q = squares[k]
+        s = partial_sums[folds[i]]
         lo = low[k]
         hi = high[k]
         base = groups[k] * group_size
@@ -75,12 +90,26 @@ def add_float16_rows(
             x = values[c] * _WIDEN_SCALE
             lo[c] = min(lo[c], x)
             hi[c] = max(hi[c], x)
-            d = np.float64(x) - np.float64(r[c])
+            d = x - r[c]
             s[c] += d
-            q[c] += d * d
+            partial_squares[c] += d * d
             slots[c] = np.int32(min(x * fbins, top)) + base + c * bins
         for c in range(channels):
             counts[slots[c]] += 1
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _flush_partial(
+    partial_sums: np.ndarray, partial_squares: np.ndarray, sums: np.ndarray, squares: np.ndarray
+) -> None:
+    """Add the float32 partial sums of one class into its float64 totals, and zero them."""
+    for f in range(partial_sums.shape[0]):
+        for c in range(partial_sums.shape[1]):
+            sums[f, c] += partial_sums[f, c]
+            partial_sums[f, c] = 0.0
+    for c in range(partial_squares.shape[0]):
+        squares[c] += partial_squares[c]
+        partial_squares[c] = 0.0
 
 
 @numba.njit(nogil=True, cache=True)
@@ -220,6 +249,8 @@ def load_all() -> None:
         np.zeros((1, channels), dtype=np.float32),
         np.zeros((1, channels), dtype=np.float32),
         counts,
+        np.zeros((1, channels), dtype=np.float32),
+        np.zeros(channels, dtype=np.float32),
         bits,
         bits.view(np.float32),
         np.zeros(channels, dtype=np.int32),

@@ -137,7 +137,9 @@ class BlockAccumulator:
         slab = min(channels, _SLAB_COLUMNS) * max(1, _SLAB_ELEMENTS // min(channels, _SLAB_COLUMNS))
         self._bins = np.empty(slab, dtype=np.intp)
         self._scaled = np.empty(slab, dtype=np.float32)
-        self._bits = np.empty(channels, dtype=np.uint32)  # the compiled pass's widened row
+        self._partial_sums = np.zeros((folds, channels), dtype=np.float32)  # the compiled pass's float32 sums
+        self._partial_squares = np.zeros(channels, dtype=np.float32)
+        self._bits = np.empty(channels, dtype=np.uint32)  # its widened row
         slot_type = np.int32 if self.pending.size < 2**31 else np.intp  # int32 is faster
         self._slots = np.empty(channels, dtype=slot_type)  # and its histogram slots
         self.excess = 0.0  # sum of max(s - 1, 0): |1 - s| = 1 - s + 2 max(s - 1, 0)
@@ -216,6 +218,8 @@ class BlockAccumulator:
             self.low,
             self.high,
             self.pending,
+            self._partial_sums,
+            self._partial_squares,
             self._bits,
             self._bits.view(np.float32),
             self._slots,
