@@ -28,7 +28,7 @@ pass in a fresh subprocess (so the write phase does not count towards memory):
   a process (importing it and loading the compiled kernels from its cache,
   about 0.3 s whatever the store's size) is done before timing, like
   importing numpy and h5py, and printed on its own: a fresh ``seviz analyze``
-  pays it once;
+  pays it once.
 
 Passes alternate round by round and every figure is the median over rounds,
 wall-clock and CPU (user + system, all threads), so the ratios hold up on a
