@@ -330,3 +330,20 @@ def test_import_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
+
+
+def test_kernels_loaded_ahead_are_the_ones_the_analysis_calls(planted_store):
+    """``load_all`` (run while the store opens) must match the accumulator's argument types, or it loads in vain."""
+    code = (
+        "import sys\n"
+        "from seviz import _kernels, stats\n"
+        "_kernels.load_all()\n"
+        "kernels = (_kernels.add_float16_rows, _kernels.summarize_counts, _kernels.nearest_centroids)\n"
+        "before = [list(k.signatures) for k in kernels]\n"
+        "stats.compute_statistics(sys.argv[1], workers=1)\n"
+        "print([len(b) for b in before], [list(k.signatures) == b for k, b in zip(kernels, before)])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(planted_store)], check=True, capture_output=True, text=True
+    ).stdout
+    assert out.strip() == "[1, 1, 1] [True, True, True]"
