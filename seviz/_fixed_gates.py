@@ -27,6 +27,8 @@ class ChannelScale(nn.Module):
             (channels-last, as timm's ``SqueezeExciteCl``).
     """
 
+    scale: torch.Tensor  # a buffer, registered in __init__
+
     def __init__(self, scale: torch.Tensor, channel_dim: int = 1) -> None:
         super().__init__()
         if channel_dim not in (1, -1):
@@ -58,6 +60,8 @@ class ConstantGate(nn.Module):
         gate_shape: The gate's shape without the batch dimension, e.g.
             ``(C, 1, 1)``, ``(C,)`` or ``(1, 1, C)``.
     """
+
+    scale: torch.Tensor  # a buffer, registered in __init__
 
     def __init__(self, scale: torch.Tensor, gate_shape: Sequence[int]) -> None:
         super().__init__()

@@ -135,7 +135,7 @@ def summarize_counts(
             row = counts[g, c]
             running = 0
             for b in range(bins):
-                count = np.int64(row[b])
+                count = int(row[b])
                 every[b] += count
                 running += count
                 cdf[b] = running
@@ -161,7 +161,7 @@ def _summarize(
     for level in range(len(levels)):
         target = levels[level] * total
         rank = np.int64(np.ceil(target))
-        j = min(np.searchsorted(cdf, rank), bins - 1)  # first bin whose cdf reaches the rank
+        j = min(int(np.searchsorted(cdf, rank)), bins - 1)  # first bin whose cdf reaches the rank
         before = cdf[j - 1] if j > 0 else 0
         inside = max(cdf[j] - before, 1)
         fraction = min(max((target - before) / inside, 0.0), 1.0)

@@ -260,7 +260,7 @@ class BlockAccumulator:
             self.excess += float(np.maximum(rows - 1.0, 0.0).sum(dtype=np.float64))
 
         # x * bins can round up to `bins` just below 1 in float32; clip whenever that can happen.
-        clip = (np.float32(high) * np.float32(self.bins) >= self.bins, low < 0.0)
+        clip = (bool(np.float32(high) * np.float32(self.bins) >= self.bins), low < 0.0)
         for a, b, cls in runs:
             self._count(rows, a, b, int(self.hist_group[cls]), clip)
         for a, b, k in segments:

@@ -56,12 +56,12 @@ class ClassSpace:
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
         self.synonyms: list[list[str]] = []
-        if loaded.is_imagenet:
+        if loaded.class_ids is not None:  # ImageNet (1k, 12k, 22k, ...): synonyms by WordNet id
             from timm.data import ImageNetInfo
 
-            info = ImageNetInfo("imagenet-1k" if len(loaded.class_names) == 1000 else None)
-            for index in range(len(loaded.class_names)):
-                description = info.index_to_description(index)
+            info = ImageNetInfo()  # its descriptions cover the synsets of every ImageNet subset
+            for class_id in loaded.class_ids:
+                description = info.label_name_to_description(class_id)
                 self.synonyms.append([s.strip() for s in description.split(",") if s.strip()])
         else:
             self.synonyms = [[name] for name in loaded.class_names]

@@ -363,7 +363,7 @@ def _prune(args: argparse.Namespace) -> int:
     if args.recommendation:
         pruned = prune_from_recommendation(loaded, args.recommendation, inplace=True)
     else:
-        pruned = prune_blocks(loaded, _split(args.blocks), inplace=True)
+        pruned = prune_blocks(loaded, args.blocks, inplace=True)
     path = pruned.save(args.out, overwrite=args.overwrite)
     for edit in pruned.edits:
         where = f" (folded into {edit.folded_into})" if edit.folded_into else ""
@@ -389,7 +389,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     elif args.recommendation:
         edited = prune_from_recommendation(loaded, args.recommendation)
     elif args.blocks:
-        edited = prune_blocks(loaded, _split(args.blocks))
+        edited = prune_blocks(loaded, args.blocks)
     elif args.per_block:
         edited = _load_model(args).model
     else:

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from seviz.classes import ClassResolutionError, ClassSpace, resolve_classes
 from seviz.models import LoadedModel
@@ -144,7 +144,7 @@ def find_images(
     return items
 
 
-def load_rgb(path: str | Path) -> Image.Image:
+def load_rgb(path: str | Path | BinaryIO) -> Image.Image:
     """Decode an image file to RGB: EXIF rotation applied, alpha on white, 16-bit scaled.
 
     Raises:
@@ -247,10 +247,12 @@ def iterate_batches(
         raise DataError(f"--batch-size must be at least 1, got {batch_size}")
     remaining = list(items[start:])
     on_device = decode_device is not None
-    loader = DataLoader(
-        _BytesDataset(remaining, None)
-        if on_device
-        else _ImageDataset(remaining, make_transform(data_config)),
+    # Map-style datasets by protocol (__len__, __getitem__), not torch Dataset subclasses.
+    dataset: Any = (
+        _BytesDataset(remaining, None) if on_device else _ImageDataset(remaining, make_transform(data_config))
+    )
+    loader: DataLoader[Any] = DataLoader(
+        dataset,
         batch_size=batch_size,
         shuffle=False,
         num_workers=max(0, workers),

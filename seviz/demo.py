@@ -16,7 +16,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from seviz.pruning import PrunedModel
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +157,7 @@ def run_demo(
     loaded = load_model(DEMO_MODEL_NAME)
     items = find_images(data_dir, loaded, None, images_per_class)
     flagged = [b.name for b in recommendation.blocks if b.verdict != "keep"]
+    edited: nn.Module | PrunedModel
     if flagged:
         edited = prune_from_recommendation(loaded, rec_json)
         edited.save(out_dir / "pruned.safetensors", overwrite=True)

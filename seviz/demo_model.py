@@ -102,14 +102,17 @@ def build_demo_model(num_classes: int = len(CIFAR10_CLASSES)):
     from torch import nn
 
     model = ResNet(
-        block=Bottleneck,
+        block=Bottleneck,  # type: ignore[arg-type]  # timm's annotation says an instance; it takes the class
         layers=STAGE_DEPTHS,
         channels=BOTTLENECK_WIDTHS,
         num_classes=num_classes,
         block_args={"attn_layer": "se"},
     )
-    # CIFAR stem: 32x32 inputs keep their resolution into stage 2.
-    model.conv1 = nn.Conv2d(3, model.conv1.out_channels, 3, stride=1, padding=1, bias=False)
-    model.maxpool = nn.Identity()
-    model.pretrained_cfg = demo_pretrained_cfg()
+    # CIFAR stem: 32x32 inputs keep their resolution into stage 2. (timm
+    # annotates conv1 and maxpool with the deep stem's types; the plain stem
+    # built here is a Conv2d.)
+    stem_width = int(getattr(model.conv1, "out_channels"))  # noqa: B009  # 64, timm's plain stem
+    setattr(model, "conv1", nn.Conv2d(3, stem_width, 3, stride=1, padding=1, bias=False))  # noqa: B010
+    setattr(model, "maxpool", nn.Identity())  # noqa: B010
+    model.pretrained_cfg = demo_pretrained_cfg()  # type: ignore[assignment]  # timm keeps a dict here
     return model

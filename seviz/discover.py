@@ -121,36 +121,52 @@ def _sigmoid_child(module: nn.Module) -> nn.Module:
     return next(c for c in module.children() if _is_sigmoid_like(c))
 
 
+def _last_child(module: nn.Module) -> nn.Module:
+    return list(module.children())[-1]
+
+
+def _child(name: str) -> Callable[[nn.Module], nn.Module]:
+    """The gate getter of a library SE module: its submodule ``name``."""
+
+    def gate(module: nn.Module) -> nn.Module:
+        from torch.nn import Module
+
+        child = getattr(module, name)
+        if not isinstance(child, Module):
+            raise TypeError(f"{type(module).__name__}.{name} is not a module (got {type(child).__name__})")
+        return child
+
+    return gate
+
+
 _BUILTIN = [
-    SEAdapter("timm.SEModule", _class_matcher("timm.layers.squeeze_excite", "SEModule"), lambda m: m.gate),
+    SEAdapter("timm.SEModule", _class_matcher("timm.layers.squeeze_excite", "SEModule"), _child("gate")),
     SEAdapter(
         "timm.EffectiveSEModule",
         _class_matcher("timm.layers.squeeze_excite", "EffectiveSEModule"),
-        lambda m: m.gate,
+        _child("gate"),
     ),
     SEAdapter(
         "timm.SqueezeExciteCl",
         _class_matcher("timm.layers.squeeze_excite", "SqueezeExciteCl"),
-        lambda m: m.gate,
+        _child("gate"),
     ),
-    SEAdapter("timm.legacy.SEModule", _class_matcher("timm.models.senet", "SEModule"), lambda m: m.sigmoid),
+    SEAdapter("timm.legacy.SEModule", _class_matcher("timm.models.senet", "SEModule"), _child("sigmoid")),
     SEAdapter(
         "timm.SqueezeExcite",
         _class_matcher("timm.models._efficientnet_blocks", "SqueezeExcite"),
-        lambda m: m.gate,
+        _child("gate"),
     ),
     SEAdapter(
         "torchvision.SqueezeExcitation",
         _class_matcher("torchvision.ops.misc", "SqueezeExcitation"),
-        lambda m: m.scale_activation,
+        _child("scale_activation"),
     ),
 ]
 # Hand-written blocks, found by structure; the probe pass confirms them.
 _STRUCTURAL = [
     SEAdapter("structural.pool_sigmoid", _has_pool_and_sigmoid_child, _sigmoid_child),
-    SEAdapter(
-        "structural.sequential_gate", _sequential_ending_in_sigmoid, lambda m: m[-1], scales_input=False
-    ),
+    SEAdapter("structural.sequential_gate", _sequential_ending_in_sigmoid, _last_child, scales_input=False),
 ]
 _ADAPTERS.extend(_BUILTIN + _STRUCTURAL)
 

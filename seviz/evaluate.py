@@ -420,7 +420,7 @@ def count_flops(model: nn.Module, input_size: Sequence[int]) -> int:
         if isinstance(module, nn.modules.conv._ConvNd):
             kernel = math.prod(module.kernel_size)
             total += output.numel() * (module.in_channels // module.groups) * kernel
-        else:  # Linear
+        elif isinstance(module, nn.Linear):
             total += output.numel() * module.in_features
 
     def elementwise(factor: int):

@@ -310,9 +310,9 @@ def _num_outputs(model: nn.Module) -> int:
     count = getattr(model, "num_classes", None)
     if isinstance(count, int) and count > 0:
         return count
-    last = [m for m in model.modules() if hasattr(m, "out_features")]
+    last = [v for v in (getattr(m, "out_features", None) for m in model.modules()) if isinstance(v, int)]
     if last:
-        return int(last[-1].out_features)
+        return last[-1]
     raise ModelLoadError(f"cannot tell how many classes {type(model).__name__} predicts; pass --num-classes")
 
 
@@ -340,7 +340,8 @@ def _build_demo(
                 f"the demo weights {str(path)!r} are missing from this installation; reinstall seviz or train them "
                 "with data/train_demo_model.py"
             )
-        source, sha, file_sha = "demo", load_weights_file(model, path), file_sha256(path)
+        source, sha = "demo", load_weights_file(model, path)
+        file_sha: str | None = file_sha256(path)
     else:
         source, sha, file_sha = _apply_weights(model, weights)
     names = tuple(config["class_names"])
@@ -369,6 +370,8 @@ def _build_factory(
         if not path.is_file():
             raise ModelLoadError(f"model file {target!r} does not exist (from --model {spec!r})")
         module_spec = importlib.util.spec_from_file_location(f"seviz_user_model_{path.stem}", path)
+        if module_spec is None or module_spec.loader is None:
+            raise ModelLoadError(f"cannot import {target!r} as a Python module (from --model {spec!r})")
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
     else:
@@ -417,7 +420,7 @@ def _build_torchvision(
             f"unknown torchvision model {name!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
         )
     data_config = dict(IMAGENET_DEFAULT_CFG)
-    kwargs = {"num_classes": num_classes} if num_classes else {}
+    kwargs: dict[str, Any] = {"num_classes": num_classes} if num_classes else {}
     if weights == "pretrained":
         entry = torchvision.models.get_model_weights(name).DEFAULT
         try:
@@ -463,7 +466,7 @@ def _build_timm(
             + (f"; did you mean {', '.join(close)}?" if close else "")
             + " Use a timm name, torchvision:NAME, or path/to/file.py:factory"
         )
-    kwargs = {"num_classes": num_classes} if num_classes else {}
+    kwargs: dict[str, Any] = {"num_classes": num_classes} if num_classes else {}
     if weights == "pretrained":
         try:
             model = timm.create_model(name, pretrained=True, **kwargs)

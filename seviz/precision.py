@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from seviz.discover import SEGate
 from seviz.recorder import Recorder
@@ -90,7 +90,7 @@ def prepare_model(model: nn.Module, mode: FastMode) -> nn.Module:
     if mode.channels_last:
         model.to(memory_format=torch.channels_last)
     if mode.compile:
-        return torch.compile(model)
+        return cast("nn.Module", torch.compile(model))  # an OptimizedModule: a Module that compiles on call
     return model
 
 

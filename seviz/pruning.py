@@ -323,7 +323,7 @@ def _fold_constants(model: nn.Module, applied: list[AppliedEdit], probe: torch.T
     import torch
     from torch import nn
 
-    from seviz._fixed_gates import ConstantGate
+    from seviz._fixed_gates import ChannelScale, ConstantGate
 
     with _no_tf32():
         reference = logits_of(model(probe))
@@ -344,11 +344,16 @@ def _fold_constants(model: nn.Module, applied: list[AppliedEdit], probe: torch.T
             )
             continue
         norm = model.get_submodule(norm_path)
+        assert (
+            isinstance(norm, nn.BatchNorm2d) and norm.weight is not None and norm.bias is not None
+        )  # affine
+        weight, bias = norm.weight, norm.bias
         scaled = model.get_submodule(edit.module_path)
-        saved = (norm.weight.detach().clone(), norm.bias.detach().clone())
-        scale = scaled.scale.to(norm.weight.dtype)
-        norm.weight.mul_(scale)
-        norm.bias.mul_(scale)
+        assert isinstance(scaled, (ChannelScale, ConstantGate))  # what a constant edit puts in
+        saved = (weight.detach().clone(), bias.detach().clone())
+        scale = scaled.scale.to(weight.dtype)
+        weight.mul_(scale)
+        bias.mul_(scale)
         ones = scale.new_ones(scale.shape)
         gate_only = edit.replacement != "channel_scale"
         passthrough = ConstantGate(ones, edit.gate_shape) if gate_only else nn.Identity()
@@ -360,8 +365,8 @@ def _fold_constants(model: nn.Module, applied: list[AppliedEdit], probe: torch.T
             replacement = "identity" if edit.replacement == "channel_scale" else "ones_gate"
             result[index] = dataclasses.replace(edit, replacement=replacement, folded_into=norm_path)
         else:
-            norm.weight.copy_(saved[0])
-            norm.bias.copy_(saved[1])
+            weight.copy_(saved[0])
+            bias.copy_(saved[1])
             set_module(model, edit.module_path, scaled)
             log.info(
                 "%s: folding into %s moves the logits by %.3g (> %.3g); kept a fixed per-channel scale",

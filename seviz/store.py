@@ -42,6 +42,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+from numpy.typing import DTypeLike
 
 log = logging.getLogger(__name__)
 
@@ -506,7 +507,7 @@ class Store:
         self,
         name: str,
         rows: int = 8192,
-        dtype: np.dtype | str | None = np.float32,
+        dtype: DTypeLike | None = np.float32,
         buffer: np.ndarray | None = None,
     ) -> Iterator[tuple[slice, np.ndarray]]:
         """Yield ``(row_slice, gates)`` chunks of one block: memory stays bounded.

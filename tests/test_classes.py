@@ -23,6 +23,17 @@ def demo():
     return load_model("se_resnet50_cifar10", "random")
 
 
+def test_imagenet_22k_heads_resolve_names_too():
+    """A 21,841-class ImageNet-22k head (timm infers the subset from the model): synonyms by WordNet id."""
+    head = nn.Module()
+    head.num_classes = 21841
+    names, ids = imagenet_names(21841, head)
+    loaded = LoadedModel(nn.Identity(), "in22k_head", "in22k_head", "random", "", names, ids, {})
+    goldfish = ids.index("n01443537")
+    for term in ("goldfish", "Carassius auratus", "n01443537"):
+        assert [r.index for r in resolve_classes(term, loaded)] == [goldfish]
+
+
 def indices(requested, loaded):
     return [ref.index for ref in resolve_classes(requested, loaded)]
 
