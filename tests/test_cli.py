@@ -170,3 +170,21 @@ def test_a_fast_mode_over_its_bound_exits_2_but_a_bug_shows_its_traceback(
     monkeypatch.setattr(seviz.recording, "record", bug)
     with pytest.raises(RuntimeError, match="internal invariant"):
         main(record_args(tmp_path, *tiny))
+
+
+def test_prune_with_an_empty_block_list_exits_2_naming_the_fix(tmp_path, capsys):
+    out = tmp_path / "pruned.safetensors"
+    argv = [
+        "prune",
+        "--model",
+        "se_resnet50_cifar10",
+        "--weights",
+        "random",
+        "--blocks",
+        "",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 2
+    assert "no SE block chosen: pass patterns such as 'SE_5_*'" in capsys.readouterr().err
+    assert not out.exists()
