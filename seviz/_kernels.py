@@ -17,19 +17,52 @@ threads.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from typing import Any
+
 import numba
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # A float16 bit pattern shifted into a float32's place reads as the value
 # times 2**-112 (the exponent biases differ by 112), subnormals included.
 _WIDEN_SCALE = np.float32(2.0**112)
 
 
+_uncached: list[str] = []  # kernels numba could not cache
+
+
+def _compiled(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """``numba.njit`` releasing the GIL, with the machine code cached on disk where numba can.
+
+    Numba caches next to this file, or in its user cache folder when this
+    folder is read-only; where neither is writable (a locked-down container)
+    it refuses to cache, and the kernels are compiled in every process
+    instead (a few seconds) rather than failing. ``NUMBA_CACHE_DIR`` names a
+    cache folder.
+    """
+
+    def decorate(function: Callable[..., Any]) -> Any:
+        try:
+            return numba.njit(nogil=True, cache=True, **options)(function)
+        except RuntimeError as error:  # "cannot cache function ...: no locator available"
+            level = logging.DEBUG if _uncached else logging.WARNING  # say it once
+            log.log(
+                level, "numba cannot cache the statistics kernels (%s); compiling them in this process", error
+            )
+            _uncached.append(function.__name__)
+            return numba.njit(nogil=True, **options)(function)
+
+    return decorate
+
+
 # Rows summed in float32 before the sums are added to the float64 totals.
 _PARTIAL_ROWS = 1024
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False)
+@_compiled(boundscheck=False)
 def add_float16_rows(
     codes: np.ndarray,  # (n, C) uint16: float16 bit patterns, all < 0x7C00
     order: np.ndarray,  # (n,) intp: rows in the order to add them (grouped by class)
@@ -98,7 +131,7 @@ def add_float16_rows(
             counts[slots[c]] += 1
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False)
+@_compiled(boundscheck=False)
 def _flush_partial(
     partial_sums: np.ndarray, partial_squares: np.ndarray, sums: np.ndarray, squares: np.ndarray
 ) -> None:
@@ -112,7 +145,7 @@ def _flush_partial(
         partial_squares[c] = 0.0
 
 
-@numba.njit(nogil=True, cache=True)
+@_compiled()
 def summarize_counts(
     counts: np.ndarray,  # (G, C, B) fine histogram counts per group (uint16 or uint32)
     coarse_bins: int,  # H, dividing B
@@ -147,7 +180,7 @@ def summarize_counts(
         _summarize(cdf, coarse_bins, levels, coarse[groups, c], quantiles[groups, :, c])
 
 
-@numba.njit(nogil=True, cache=True)
+@_compiled()
 def _summarize(
     cdf: np.ndarray, coarse_bins: int, levels: np.ndarray, coarse: np.ndarray, out: np.ndarray
 ) -> None:
@@ -172,7 +205,7 @@ def _summarize(
 _DOT_MATH = {"reassoc", "contract"}
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False, fastmath=_DOT_MATH)
+@_compiled(boundscheck=False, fastmath=_DOT_MATH)
 def _nearest(x: np.ndarray, centroids: np.ndarray, norms: np.ndarray) -> int:
     """Index of the centroid nearest to ``x``: argmin ||c||^2 - 2 x.c, ties to the first."""
     best, best_score = 0, np.inf
@@ -187,7 +220,7 @@ def _nearest(x: np.ndarray, centroids: np.ndarray, norms: np.ndarray) -> int:
     return best
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False)
+@_compiled(boundscheck=False)
 def nearest_centroids(
     codes: np.ndarray,  # (n, C) uint16: float16 bit patterns, all < 0x7C00
     center: np.ndarray,  # (C,) float32, subtracted from every row and centroid
@@ -209,7 +242,7 @@ def nearest_centroids(
         nearest[i] = _nearest(row, centroids, norms)
 
 
-@numba.njit(nogil=True, cache=True)
+@_compiled()
 def nearest_centroids_float32(
     rows: np.ndarray,  # (n, C) float32, already centred
     centroids: np.ndarray,  # (K, C) float32, already centred

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 
 import h5py
+import numba
 import numpy as np
 import pytest
 from _planted import (
@@ -347,3 +349,27 @@ def test_kernels_loaded_ahead_are_the_ones_the_analysis_calls(planted_store):
         [sys.executable, "-c", code, str(planted_store)], check=True, capture_output=True, text=True
     ).stdout
     assert out.strip() == "[1, 1, 1] [True, True, True]"
+
+
+def test_kernels_work_where_numba_cannot_cache_them(planted_store):
+    """A locked-down container (no writable cache folder): compiled in the process, with one warning."""
+    code = (
+        "import sys, logging\n"
+        "logging.basicConfig()\n"
+        "from seviz import _kernels, stats\n"
+        "result = stats.compute_statistics(sys.argv[1], blocks=['SE_4_6'], workers=1)\n"
+        "print(len(_kernels._uncached), result.block('SE_4_6').specificity.accuracy > 0.95)\n"
+    )
+    # A locator list with nothing that applies to a plain module makes numba refuse to cache.
+    env = {**os.environ, "NUMBA_CACHE_LOCATOR_CLASSES": "IPythonCacheLocator"}
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(planted_store)], check=True, capture_output=True, text=True, env=env
+    )
+    assert run.stdout.split() == [str(_kernel_count()), "True"]
+    assert run.stderr.count("numba cannot cache the statistics kernels") == 1
+
+
+def _kernel_count() -> int:
+    import seviz._kernels as kernels
+
+    return sum(isinstance(v, numba.core.registry.CPUDispatcher) for v in vars(kernels).values())
