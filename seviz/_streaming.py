@@ -163,10 +163,12 @@ class BlockAccumulator:
             codes = np.ascontiguousarray(gates).view(np.uint16)
             top = int(codes.max())
             if top < _F16_SIGN_OR_INF:  # finite and non-negative: the compiled pass
-                if top > _F16_ONE:  # gates above 1 (not a sigmoid): |1 - s| needs their excess
-                    self.excess += float(np.maximum(_widen(codes) - 1.0, 0.0).sum(dtype=np.float64))
-                if self.near_bin is None:
-                    self.near_count += np.count_nonzero(_widen(codes) >= self.settings.near_one, axis=0)
+                if top > _F16_ONE or self.near_bin is None:  # widened once for both
+                    values = _widen(codes)
+                    if top > _F16_ONE:  # gates above 1 (not a sigmoid): |1 - s| needs their excess
+                        self.excess += float(np.maximum(values - 1.0, 0.0).sum(dtype=np.float64))
+                    if self.near_bin is None:  # near_one is not a fine-bin edge
+                        self.near_count += np.count_nonzero(values >= self.settings.near_one, axis=0)
                 for r0 in range(0, n, _PENDING_MAX):
                     r1 = min(n, r0 + _PENDING_MAX)
                     self._add_codes(codes[r0:r1], labels[r0:r1], fold[r0:r1])
@@ -229,9 +231,13 @@ class BlockAccumulator:
         """Flush the uint16 counts of every group these rows would take past 65,535."""
         rows = np.bincount(self.hist_group[labels], minlength=len(self.pending_rows))
         for group in np.flatnonzero(rows).tolist():
-            if self.pending_rows[group] + int(rows[group]) > _PENDING_MAX:
-                self._flush(group)
-            self.pending_rows[group] += int(rows[group])
+            self._make_room(group, int(rows[group]))
+
+    def _make_room(self, group: int, rows: int) -> None:
+        """Count ``rows`` more rows of ``group``, flushing its uint16 counts first if they could overflow."""
+        if self.pending_rows[group] + rows > _PENDING_MAX:
+            self._flush(group)
+        self.pending_rows[group] += rows
 
     def _add_values(self, gates: np.ndarray, labels: np.ndarray, fold: np.ndarray, start: int) -> None:
         """Float32 gates (float32 stores, or float16 chunks with negative or non-finite gates): numpy."""
@@ -301,9 +307,7 @@ class BlockAccumulator:
         step = max(1, _SLAB_ELEMENTS // width)
         for r0 in range(a, b, step):
             r1 = min(b, r0 + step)
-            if self.pending_rows[group] + (r1 - r0) > _PENDING_MAX:
-                self._flush(group)
-            self.pending_rows[group] += r1 - r0
+            self._make_room(group, r1 - r0)
             for c0 in range(0, channels, width):
                 c1 = min(channels, c0 + width)
                 block = rows[r0:r1, c0:c1]

@@ -394,7 +394,10 @@ def compute_statistics(
     def one(name: str) -> BlockStatistics:
         info = store.blocks[name]
         log.info("statistics of %s (%d channels, %d samples)", name, info.channels, len(store))
-        scratch = spare.get() if not spare.empty() else Scratch()
+        try:
+            scratch = spare.get_nowait()
+        except queue.Empty:
+            scratch = Scratch()
         try:
             return _block_statistics(
                 store, info, labels, all_classes, selected, settings, chunk_rows, scratch
