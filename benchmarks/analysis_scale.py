@@ -66,7 +66,7 @@ from seviz import _kernels  # imports numba
 _kernels.load_all()  # numba's one-time set-up in a process: registries, typing, cached machine code
 numba_setup = time.perf_counter() - began
 from seviz import stats
-from seviz._streaming import BlockAccumulator, Scratch
+from seviz.analysis._accumulator import BlockAccumulator, Scratch
 from seviz.store import open_store
 
 def rows_for(channels):

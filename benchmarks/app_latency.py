@@ -149,7 +149,7 @@ def measure(store: Path, repeats: int = 3) -> dict[str, list[float]]:
 
     port = _free_port()
     code = (
-        "import sys; from seviz.app_launcher import launch_app; "
+        "import sys; from seviz.app.launcher import launch_app; "
         f"sys.exit(launch_app([{str(store)!r}], root={str(store.parent)!r}, port={port}))"
     )
     server = subprocess.Popen(
@@ -217,7 +217,7 @@ def measure_server(store: Path, repeats: int = 3) -> dict[str, list[float]]:
     """
     from streamlit.testing.v1 import AppTest
 
-    from seviz.app_launcher import app_arguments, app_script
+    from seviz.app.launcher import app_arguments, app_script
 
     sys.argv = [str(app_script()), *app_arguments([store], store.parent)]
     times: dict[str, list[float]] = {

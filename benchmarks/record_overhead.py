@@ -136,8 +136,8 @@ def _inference(ctx: Context) -> float:
 def _recorder_and_store(ctx: Context) -> float:
     import torch
 
-    from seviz.recorder import Recorder
-    from seviz.recording import _BackgroundWriter, _InlineWriter, _topk, plan_pipeline
+    from seviz.recording.session import _BackgroundWriter, _InlineWriter, _topk, plan_pipeline
+    from seviz.se import Recorder
     from seviz.store import SampleBatch, StoreWriter
 
     model = ctx.loaded.model
@@ -311,9 +311,9 @@ def throughput(args: argparse.Namespace, work: Path) -> None:
     import torch
 
     from seviz.data import find_images, iterate_batches
-    from seviz.discover import discover_se_gates
     from seviz.models import load_model
     from seviz.recording import plan_pipeline
+    from seviz.se import discover_se_gates
 
     per_class = args.images // 2
     data = work / "throughput"

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from seviz.demo_model import (
+from seviz.models.demo_network import (
     CIFAR10_CLASSES,
     CIFAR10_MEAN,
     CIFAR10_STD,

@@ -12,36 +12,39 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "record": "seviz.recording",
-    "RecordSummary": "seviz.recording",
-    "Recorder": "seviz.recorder",
-    "open_store": "seviz.store",
-    "Store": "seviz.store",
-    "StoreError": "seviz.store",
-    "discover_se_gates": "seviz.discover",
-    "register_se_adapter": "seviz.discover",
-    "SEAdapter": "seviz.discover",
-    "SEGate": "seviz.discover",
-    "load_model": "seviz.models",
-    "MODEL_ALIASES": "seviz.models",
-    "resolve_classes": "seviz.classes",
-    "find_images": "seviz.data",
-    "compute_statistics": "seviz.stats",
-    "StatsSettings": "seviz.stats",
-    "Thresholds": "seviz.recommend",
-    "Recommendation": "seviz.recommend",
-    "load_recommendation": "seviz.recommend",
+    "record": "seviz.recording.session",
+    "RecordSummary": "seviz.recording.session",
+    "Recorder": "seviz.se.recorder",
+    "open_store": "seviz.store.reader",
+    "Store": "seviz.store.reader",
+    "StoreError": "seviz.errors",
+    "discover_se_gates": "seviz.se.discover",
+    "register_se_adapter": "seviz.se.adapters",
+    "SEAdapter": "seviz.se.adapters",
+    "SEGate": "seviz.se.discover",
+    "load_model": "seviz.models.registry",
+    "MODEL_ALIASES": "seviz.models.builders",
+    "resolve_classes": "seviz.models.classes",
+    "find_images": "seviz.data.folders",
+    "compute_statistics": "seviz.analysis.compute",
+    "StatsSettings": "seviz.analysis.results",
+    "Thresholds": "seviz.pruning.recommendation",
+    "Recommendation": "seviz.pruning.recommendation",
+    "load_recommendation": "seviz.pruning.recommendation",
     "save_figures": "seviz.plots",
-    "prune_blocks": "seviz.pruning",
-    "prune_from_recommendation": "seviz.pruning",
-    "PrunedModel": "seviz.pruning",
-    "EvaluationReport": "seviz.evaluate",
+    "prune_blocks": "seviz.pruning.apply",
+    "prune_from_recommendation": "seviz.pruning.apply",
+    "PrunedModel": "seviz.pruning.apply",
+    "EvaluationReport": "seviz.pruning.verify",
     "run_demo": "seviz.demo",
-    "launch_app": "seviz.app_launcher",
+    "launch_app": "seviz.app.launcher",
+    "recommend": "seviz.pruning.recommendation",
+    "evaluate": "seviz.pruning.verify",
+    "attribute": "seviz.recording.attribution",
+    "SevizError": "seviz.errors",
 }
-# ``recommend``, ``evaluate`` and ``attribute`` are modules as well as functions: import the
-# functions from them (``from seviz.recommend import recommend``), so that a
-# submodule import never shadows a name exported here.
+# No subpackage or top-level module is named like an export (the recording room is
+# ``seviz.recording``, not ``seviz.record``): importing it would replace the name here.
 
 __all__ = ["__version__", *_EXPORTS]
 

@@ -106,16 +106,13 @@ def run_demo(
     Raises:
         FileExistsError: ``out`` holds an earlier demo and ``overwrite`` is false.
     """
-    from seviz.attribute import attribute
+    from seviz.analysis import compute_statistics
     from seviz.data import find_images
-    from seviz.demo_model import DEMO_MODEL_NAME, sample_dir
-    from seviz.evaluate import evaluate
     from seviz.models import load_model
+    from seviz.models.demo_network import DEMO_MODEL_NAME, sample_dir
     from seviz.plots import save_figures
-    from seviz.pruning import prune_blocks, prune_from_recommendation
-    from seviz.recommend import recommend
-    from seviz.recording import record
-    from seviz.stats import compute_statistics
+    from seviz.pruning import evaluate, prune_blocks, prune_from_recommendation, recommend
+    from seviz.recording import attribute, record
 
     began = time.perf_counter()
     out_dir = Path(out)

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from seviz.stats import ALL_CLASSES, StoreStatistics
+from seviz.analysis import ALL_CLASSES, StoreStatistics
+from seviz.errors import UsageError
 from seviz.store import StoreError
 
 if TYPE_CHECKING:
@@ -70,19 +71,19 @@ def select_channels(
         ValueError: Unknown ``how`` or indices out of range.
     """
     if how not in CHANNEL_SELECTIONS:
-        raise ValueError(f"channel selection {how!r} is not one of {', '.join(CHANNEL_SELECTIONS)}")
+        raise UsageError(f"channel selection {how!r} is not one of {', '.join(CHANNEL_SELECTIONS)}")
     if channels is None:
         return np.arange(total)
     if isinstance(channels, (int, np.integer)):
         count = min(int(channels), total)
         if count < 1:
-            raise ValueError(f"channels={channels} must be at least 1")
+            raise UsageError(f"channels={channels} must be at least 1")
         if how == "first":
             return np.arange(count)
         return np.sort(np.random.default_rng(seed).choice(total, size=count, replace=False))
     index = np.asarray(list(channels), dtype=int)
     if index.size == 0 or index.min() < 0 or index.max() >= total:
-        raise ValueError(f"channel indices {index.tolist()[:10]} must lie in [0, {total - 1}]")
+        raise UsageError(f"channel indices {index.tolist()[:10]} must lie in [0, {total - 1}]")
     return index
 
 
@@ -235,7 +236,7 @@ def save_figures(
     """
     bad = [f for f in formats if f not in ("png", "svg", "pdf")]
     if bad:
-        raise ValueError(f"unsupported figure format(s) {bad}; use png, svg or pdf")
+        raise UsageError(f"unsupported figure format(s) {bad}; use png, svg or pdf")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = default_blocks(stats) if blocks is None else list(blocks)

@@ -29,7 +29,7 @@ def live_demo_weights(tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from seviz.demo_model import build_demo_model
+    from seviz.models.demo_network import build_demo_model
 
     torch.manual_seed(0)
     model = build_demo_model()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from seviz.demo_model import DEMO_MODEL_NAME, build_demo_model, load_config, sample_dir, weights_path
+from seviz.models.demo_network import DEMO_MODEL_NAME, build_demo_model, load_config, sample_dir, weights_path
 
 needs_weights = pytest.mark.skipif(
     not weights_path().is_file(), reason="demo weights are not shipped in this checkout"
@@ -14,7 +14,7 @@ needs_weights = pytest.mark.skipif(
 
 
 def test_demo_model_has_se_resnet50_block_structure():
-    from seviz.discover import discover_se_gates
+    from seviz.se import discover_se_gates
 
     gates = discover_se_gates(build_demo_model(), (3, 32, 32))
     expected = [
@@ -35,8 +35,8 @@ def test_shipped_sample_has_every_class():
 def test_shipped_weights_classify_the_sample(tmp_path):
     """The trained model is real: high accuracy on the shipped test images (a random one gets ~10%)."""
     from seviz.data import find_images
-    from seviz.evaluate import evaluate
     from seviz.models import load_model
+    from seviz.pruning import evaluate
 
     loaded = load_model(DEMO_MODEL_NAME)
     assert loaded.weights_source == "demo"
@@ -49,7 +49,7 @@ def test_shipped_weights_classify_the_sample(tmp_path):
 @needs_weights
 def test_demo_writes_verified_results(tmp_path):
     from seviz.demo import run_demo
-    from seviz.recommend import recommend
+    from seviz.pruning import recommend
 
     out = tmp_path / "demo"
     result = run_demo(out, images_per_class=4, progress=False)

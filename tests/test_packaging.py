@@ -38,9 +38,9 @@ def wheel(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_the_wheel_ships_the_app_and_the_demo_model(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    pages = sorted(p.name for p in (REPO / "app" / "seviz_pages").glob("*.py"))
-    assert "seviz/_app/seviz_app.py" in names
-    assert {f"seviz/_app/seviz_pages/{page}" for page in pages} <= names
+    modules = {str(p.relative_to(REPO)) for p in (REPO / "seviz").rglob("*.py")}
+    assert "seviz/app/main.py" in modules and "seviz/app/views/pruning.py" in modules
+    assert modules <= names  # every subpackage ships
     assert {"seviz/_data/se_resnet50_cifar10.safetensors", "seviz/_data/se_resnet50_cifar10.json"} <= names
     assert not any(name.startswith(("tests/", "app/", "data/", "benchmarks/")) for name in names)
 
@@ -50,7 +50,7 @@ def test_an_installed_wheel_finds_its_app_script(wheel, tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     script = subprocess.run(
-        [sys.executable, "-c", "from seviz.app_launcher import app_script; print(app_script())"],
+        [sys.executable, "-c", "from seviz.app.launcher import app_script; print(app_script())"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -58,6 +58,6 @@ def test_an_installed_wheel_finds_its_app_script(wheel, tmp_path):
         check=True,
         timeout=120,
     ).stdout.strip()
-    assert Path(script) == site / "seviz" / "_app" / "seviz_app.py"
-    # The installed script imports its pages from beside itself.
-    assert (Path(script).parent / "seviz_pages" / "pruning.py").is_file()
+    assert Path(script) == site / "seviz" / "app" / "main.py"
+    # The installed script imports its views from the package.
+    assert (Path(script).parent / "views" / "pruning.py").is_file()

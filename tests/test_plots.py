@@ -15,6 +15,7 @@ from _planted import (
     write_planted_store,
 )
 
+from seviz.analysis import ALL_CLASSES, compute_statistics
 from seviz.plots import (
     default_blocks,
     plot_class_across_blocks,
@@ -23,7 +24,6 @@ from seviz.plots import (
     save_figures,
     select_channels,
 )
-from seviz.stats import ALL_CLASSES, compute_statistics
 from seviz.store import StoreError
 
 

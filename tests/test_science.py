@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seviz.demo_model import DEMO_MODEL_NAME, sample_dir, weights_path
+from seviz.models.demo_network import DEMO_MODEL_NAME, sample_dir, weights_path
 
 SHARED_TARBALL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 
@@ -24,9 +24,9 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def demo_analysis(tmp_path_factory):
-    from seviz.recommend import recommend
+    from seviz.analysis import compute_statistics
+    from seviz.pruning import recommend
     from seviz.recording import record
-    from seviz.stats import compute_statistics
 
     store = tmp_path_factory.mktemp("science") / "demo.h5"
     record(DEMO_MODEL_NAME, sample_dir(), store, batch_size=100, workers=0, progress=False)
@@ -62,9 +62,8 @@ def test_class_specificity_rises_with_depth(demo_analysis):
 
 def test_recommended_pruning_costs_little_and_less_than_keep_blocks(demo_analysis, test_split):
     from seviz.data import find_images
-    from seviz.evaluate import evaluate
     from seviz.models import load_model
-    from seviz.pruning import prune_blocks, prune_from_recommendation
+    from seviz.pruning import evaluate, prune_blocks, prune_from_recommendation
 
     _store, _stats, recommendation = demo_analysis
     flagged = [b for b in recommendation.blocks if b.verdict != "keep"]
@@ -90,9 +89,8 @@ def test_recommended_pruning_costs_little_and_less_than_keep_blocks(demo_analysi
 
 def test_stage5_experiment_removes_stage5_parameters(demo_analysis):
     from seviz.data import find_images
-    from seviz.evaluate import evaluate
     from seviz.models import load_model
-    from seviz.pruning import prune_blocks
+    from seviz.pruning import evaluate, prune_blocks
 
     store_path, _stats, _rec = demo_analysis
     from seviz.store import open_store

@@ -1,0 +1,78 @@
+"""Overview: where a store came from and what it holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from seviz.app.views import _data
+
+_PROVENANCE = (
+    "model",
+    "model_spec",
+    "weights_source",
+    "weights_sha256",
+    "precision",
+    "dtype",
+    "created",
+    "finished",
+    "command",
+    "seviz_version",
+    "torch_version",
+    "timm_version",
+    "h5py_version",
+)
+
+
+def render(path: Path, **_: Any) -> None:
+    store = _data.store(path)
+    _data.show_incomplete(store)
+    counts = store.class_counts()
+    cols = st.columns(5)
+    cols[0].metric("Samples", f"{len(store):,}")
+    cols[1].metric("Classes", len(store.recorded_class_names))
+    cols[2].metric("SE blocks", len(store.blocks))
+    cols[3].metric("Skipped files", len(store.skipped))
+    cols[4].metric("Complete", "yes" if store.complete else "no")
+
+    st.subheader("Provenance")
+    rows = [(key, str(store.attrs[key])) for key in _PROVENANCE if str(store.attrs.get(key, "")) != ""]
+    st.dataframe(pd.DataFrame(rows, columns=["field", "value"]), hide_index=True)
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Preprocessing**")
+        st.json(store.json_attr("preprocessing", {}) or {}, expanded=False)
+    with right:
+        st.markdown("**Gate error of the recording precision** (vs fp32)")
+        st.json(store.json_attr("gate_error", {}) or {}, expanded=False)
+
+    st.subheader("Classes")
+    ids = {c.get("name"): c.get("id", "") for c in store.classes}
+    st.dataframe(
+        pd.DataFrame(
+            [(name, ids.get(name, ""), counts.get(name, 0)) for name in store.recorded_class_names],
+            columns=["class", "id", "samples"],
+        ),
+        hide_index=True,
+    )
+
+    st.subheader("SE blocks")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                (b.name, b.module, b.stage, b.block, b.channels, b.kind, b.params, b.flops)
+                for b in store.blocks.values()
+            ],
+            columns=["block", "module", "stage", "block index", "channels", "kind", "params", "flops"],
+        ),
+        hide_index=True,
+    )
+
+    st.subheader("Skipped files")
+    if store.skipped:
+        st.dataframe(pd.DataFrame(store.skipped, columns=["path", "reason"]), hide_index=True)
+    else:
+        st.write("None: every listed image was recorded.")

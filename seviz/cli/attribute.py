@@ -1,0 +1,38 @@
+"""``seviz attribute``: captum rankings of which gate channels drive each class, into the store."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "captum: which gate channels drive each class, into the store"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("store")
+    parser.add_argument("--model", default=None, help="default: the model the store was recorded with")
+    parser.add_argument("--weights", default=None, help="default: the weights the store was recorded with")
+    parser.add_argument(
+        "--images-per-class", type=int, default=None, help="use at most N recorded images per class"
+    )
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from seviz.recording import attribute
+
+    summary = attribute(
+        args.store,
+        model=args.model,
+        weights=args.weights,
+        images_per_class=args.images_per_class,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    print(
+        f"attributed {summary.images} images of {len(summary.classes)} classes over {summary.blocks} blocks "
+        f"into {summary.store}\nmethod: {summary.method}"
+    )
+    return 0

@@ -1,0 +1,39 @@
+"""``seviz prune``: remove or fold SE branches and save the edited model."""
+
+from __future__ import annotations
+
+import argparse
+
+from seviz.cli._common import add_model_arguments, load_model_from_args
+
+HELP = "remove or fold SE branches and save the edited model"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    chosen = parser.add_mutually_exclusive_group(required=True)
+    chosen.add_argument(
+        "--recommendation", help="rec.json from `seviz recommend` (identity removed, constant folded)"
+    )
+    chosen.add_argument(
+        "--blocks", help="comma-separated block globs to remove, e.g. 'SE_5_*' (the paper's stage 5)"
+    )
+    parser.add_argument("--out", required=True, help="pruned model to write (.safetensors)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+
+def run(args: argparse.Namespace) -> int:
+    from seviz.pruning import prune_blocks, prune_from_recommendation
+
+    loaded = load_model_from_args(args)
+    if args.recommendation:
+        pruned = prune_from_recommendation(loaded, args.recommendation, inplace=True)
+    else:
+        pruned = prune_blocks(loaded, args.blocks, inplace=True)
+    path = pruned.save(args.out, overwrite=args.overwrite)
+    for edit in pruned.edits:
+        where = f" (folded into {edit.folded_into})" if edit.folded_into else ""
+        print(f"{edit.name}: {edit.action} -> {edit.replacement}{where}")
+    print(f"removed {pruned.params_removed:,} parameters; wrote {path}")
+    print(f"load it with: --model {args.model} --weights {path}")
+    return 0

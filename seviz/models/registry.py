@@ -1,0 +1,96 @@
+"""Load the network to study: paper names, timm and torchvision models, user code.
+
+``--model`` accepts:
+
+* the paper's names, mapped to the original authors' weights as ported to timm
+  (``se_resnet50`` is timm ``legacy_seresnet50``, see :data:`MODEL_ALIASES`);
+* ``se_resnet50_cifar10``, the offline demo model shipped with seviz;
+* any timm model name, with an optional pretrained tag (``seresnet50.a1_in1k``);
+* ``torchvision:NAME`` (``torchvision:efficientnet_b0``);
+* ``path/to/file.py:factory`` or ``package.module:factory``, a callable that
+  returns an ``nn.Module``.
+
+``--weights`` is ``pretrained`` (timm's Hugging Face cache or a download;
+``HF_HUB_OFFLINE=1`` is honoured), ``random`` (seeded: the same network on
+every call), or a file (``.safetensors``, or ``.pt``/``.pth`` read with
+``torch.load(weights_only=True)``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    pass
+
+from seviz.errors import ModelLoadError
+from seviz.models.builders import BUILT_IN, FALLBACK
+from seviz.models.loaded import LoadedModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Builder:
+    """A registered model family: builds a network from a spec."""
+
+    matches: Callable[[str], bool]
+    build: Callable[..., LoadedModel]
+
+
+_BUILDERS: list[_Builder] = [_Builder(matches, build) for matches, build in BUILT_IN]
+
+
+def register_model_builder(matches: Callable[[str], bool]):
+    """Register a builder for model specs that ``matches`` accepts (first match wins)."""
+
+    def decorator(build: Callable[..., LoadedModel]) -> Callable[..., LoadedModel]:
+        _BUILDERS.append(_Builder(matches, build))
+        return build
+
+    return decorator
+
+
+def load_model(
+    spec: str,
+    weights: str = "pretrained",
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+    device: str = "cpu",
+) -> LoadedModel:
+    """Build a model from a spec and load its weights.
+
+    Args:
+        spec: See the module docstring.
+        weights: ``pretrained``, ``random`` or a weights file.
+        num_classes: Output size for a user's model, or to override timm's head.
+        class_names: Names of the outputs (for non-ImageNet models).
+        device: Where to put the model.
+
+    Returns:
+        The model in eval mode, with provenance.
+
+    Raises:
+        ModelLoadError: Unknown model, unavailable pretrained weights, or a weights
+            file that does not fit the model.
+    """
+    if not spec or not spec.strip():
+        raise ModelLoadError("--model is empty; name a model such as se_resnet50 or se_resnet50_cifar10")
+    spec = spec.strip()
+    # Registered families first; timm, which knows the most names, is the fallback.
+    build = next((b.build for b in _BUILDERS if b.matches(spec)), FALLBACK)
+    if weights == "random":
+        import torch
+
+        # Seeded, so that "random" names one network: its sha256 is stable and an
+        # interrupted --weights random run can be --resume'd. The caller's RNG is untouched.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            loaded = build(spec, weights=weights, num_classes=num_classes, class_names=class_names)
+    else:
+        loaded = build(spec, weights=weights, num_classes=num_classes, class_names=class_names)
+    loaded.model.to(device).eval()
+    return loaded

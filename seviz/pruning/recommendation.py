@@ -1,0 +1,420 @@
+"""Pruning advice per SE block: remove it, fold it into BatchNorm, or keep it.
+
+The SENet paper (Hu et al., arXiv 1709.01507, Section 7) notes that SE_5_2
+saturates near 1 for every input, so it is nearly an identity and can be
+dropped at little cost. Generalising that, each block gets one verdict from
+its statistics (:mod:`seviz.analysis.compute`):
+
+* ``identity``: gates are ~1 for every input (mean |1 - s| small and nearly all
+  gates >= 0.95): remove the SE branch.
+* ``constant``: gates are ~ a fixed per-channel vector whatever the input
+  (input dependence, ``sum_c var_c / sum_c E[s_c^2]``, tiny; its square root
+  is the relative RMS error of the replacement): multiply that vector into the
+  preceding BatchNorm and drop the branch. ``constant_vector`` carries it.
+* ``keep``: anything else.
+
+The JSON written by :meth:`Recommendation.write` is versioned and a
+deterministic function of (store, thresholds): keys sorted, floats rounded to
+6 decimals, no timestamps of its own, so the app's download and the CLI's
+file are equal byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from seviz.analysis import (
+    SPECIFICITY_METHODS,
+    BlockStatistics,
+    StatsSettings,
+    StoreStatistics,
+    compute_statistics,
+)
+from seviz.analysis.results import _float, _unknown
+from seviz.errors import RecommendationError
+from seviz.store import Store
+
+RECOMMENDATION_VERSION = 1
+VERDICTS = ("identity", "constant", "keep")
+_HOW = "make one with `seviz recommend STORE --out rec.json`"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a block counts as ``identity`` or ``constant`` (both tests must pass for identity).
+
+    Attributes:
+        identity_max_deviation: Largest mean |1 - s| over all gates of an
+            ``identity`` block (default 0.02).
+        identity_min_near_one: Smallest fraction of gates >= ``near_one`` of an
+            ``identity`` block (default 0.95).
+        near_one: What "near one" means (default 0.95, as in the statistics).
+        constant_max_dependence: Largest input dependence of a ``constant``
+            block (default 1e-3: replacing each gate by its channel mean has
+            a relative RMS error of at most ~3.2%).
+    """
+
+    identity_max_deviation: float = 0.02
+    identity_min_near_one: float = 0.95
+    near_one: float = 0.95
+    constant_max_dependence: float = 1e-3
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+                raise RecommendationError(f"threshold {f.name}={value!r} must be a number in [0, 1]")
+
+
+@dataclass(frozen=True)
+class BlockVerdict:
+    """The verdict on one SE block and the scores that decided it."""
+
+    name: str
+    module: str
+    stage: int
+    block: int
+    channels: int
+    verdict: str
+    reason: str
+    scores: Mapping[str, float | None]
+    params: int
+    flops: int
+    constant_vector: tuple[float, ...] | None = None  # per-channel mean gate, for `constant`
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["scores"] = dict(self.scores)
+        out["constant_vector"] = None if self.constant_vector is None else list(self.constant_vector)
+        return out
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """Verdicts on the SE blocks of one store, with the thresholds and the store's identity."""
+
+    model: str
+    store: Mapping[str, Any]
+    thresholds: Thresholds
+    statistics: Mapping[str, Any]
+    blocks: tuple[BlockVerdict, ...]
+
+    def block(self, name: str) -> BlockVerdict:
+        for verdict in self.blocks:
+            if verdict.name == name:
+                return verdict
+        names = [b.name for b in self.blocks]
+        raise RecommendationError(_unknown("block", name, names, "the recommendation"))
+
+    def by_verdict(self, verdict: str) -> list[BlockVerdict]:
+        return [b for b in self.blocks if b.verdict == verdict]
+
+    @property
+    def totals(self) -> dict[str, Any]:
+        """Counts per verdict and the SE parameters / FLOPs that pruning removes.
+
+        ``constant`` blocks count as fully removable: their scale folds into
+        the preceding BatchNorm (where there is none, a per-channel scale stays).
+        """
+        params = sum(b.params for b in self.blocks)
+        flops = sum(b.flops for b in self.blocks)
+        gone = [b for b in self.blocks if b.verdict != "keep"]
+        out: dict[str, Any] = {v: len(self.by_verdict(v)) for v in VERDICTS}
+        out.update(
+            blocks=len(self.blocks),
+            se_params=params,
+            se_flops=flops,
+            removable_params=sum(b.params for b in gone),
+            removable_flops=sum(b.flops for b in gone),
+        )
+        out["removable_params_fraction"] = _float(out["removable_params"] / params) if params else 0.0
+        out["removable_flops_fraction"] = _float(out["removable_flops"] / flops) if flops else 0.0
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seviz_recommendation": RECOMMENDATION_VERSION,
+            "model": self.model,
+            "store": dict(self.store),
+            "thresholds": asdict(self.thresholds),
+            "statistics": dict(self.statistics),
+            "blocks": [b.to_dict() for b in self.blocks],
+            "totals": self.totals,
+        }
+
+    def to_json(self) -> str:
+        """The JSON text written to ``rec.json`` (deterministic; ends with a newline)."""
+        return json.dumps(self.to_dict(), sort_keys=True, indent=2, allow_nan=False) + "\n"
+
+    def to_markdown(self) -> str:
+        """The same verdicts as a Markdown table a person reads."""
+        t, s = self.thresholds, self.store
+        lines = [
+            f"# SE block recommendation: {self.model}",
+            "",
+            f"Store `{s.get('file', '')}`: {s.get('samples', 0)} samples, "
+            f"created {s.get('created', '') or '?'}; recorded in {s.get('precision', 'fp32')} "
+            f"(max gate error vs fp32 {s.get('gate_error_max_abs', 0.0):.2g})"
+            + ("" if s.get("complete", True) else " (incomplete recording)")
+            + ".",
+            f"Thresholds: `identity` if mean \\|1 - s\\| <= {t.identity_max_deviation:g} and at least "
+            f"{t.identity_min_near_one:.0%} of gates >= {t.near_one:g}; `constant` if input dependence "
+            f"<= {t.constant_max_dependence:g}; otherwise `keep`.",
+            "",
+            f"| Block | Module | Verdict | mean \\|1 - s\\| | gates >= {t.near_one:g} | input dependence "
+            "| nearest-centroid accuracy (chance) | SE params | SE FLOPs |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for b in self.blocks:
+            sc = b.scores
+            lines.append(
+                f"| {b.name} | `{b.module}` | **{b.verdict}** | {_fmt(sc.get('mean_abs_deviation'), '.4f')} "
+                f"| {_fmt(sc.get('fraction_near_one'), '.1%')} | {_fmt(sc.get('input_dependence'), '.4g')} "
+                f"| {_fmt(sc.get('centroid_accuracy'), '.1%')} ({_fmt(sc.get('chance'), '.1%')}) "
+                f"| {b.params:,} | {b.flops:,} |"
+            )
+        tot = self.totals
+        lines += [
+            "",
+            f"**Totals**: {tot['identity']} identity, {tot['constant']} constant, {tot['keep']} keep. "
+            f"Removable SE parameters {tot['removable_params']:,} of {tot['se_params']:,} "
+            f"({_fmt(tot['removable_params_fraction'], '.1%')}); removable SE FLOPs "
+            f"{tot['removable_flops']:,} of {tot['se_flops']:,} "
+            f"({_fmt(tot['removable_flops_fraction'], '.1%')}).",
+            "",
+        ]
+        for b in self.blocks:
+            if b.verdict != "keep":
+                lines.append(f"- {b.name} ({b.verdict}): {b.reason}")
+        return "\n".join(lines).rstrip() + "\n"
+
+    def write(self, out_json: str | os.PathLike, overwrite: bool = False) -> tuple[Path, Path]:
+        """Write ``out_json`` and the Markdown beside it (same name, ``.md``).
+
+        Raises:
+            FileExistsError: One of the files exists and ``overwrite`` is false.
+        """
+        json_path = Path(out_json)
+        md_path = json_path.with_suffix(".md")
+        for path in (json_path, md_path):
+            if path.exists() and not overwrite:
+                raise FileExistsError(
+                    f"{str(path)!r} already exists; pass --overwrite (overwrite=True) to replace it"
+                )
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        for path, text in ((json_path, self.to_json()), (md_path, self.to_markdown())):
+            temp = path.with_name(path.name + ".tmp")
+            temp.write_text(text, encoding="utf-8")
+            os.replace(temp, path)
+        return json_path, md_path
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "recommendation") -> Recommendation:
+        """Rebuild from :meth:`to_dict` output, checking it on the way.
+
+        Raises:
+            RecommendationError: ``data`` is not a seviz recommendation of a version this reads.
+        """
+        if not isinstance(data, dict) or "seviz_recommendation" not in data:
+            raise RecommendationError(
+                f"{source} is not a seviz recommendation (no 'seviz_recommendation' key); {_HOW}"
+            )
+        version = data["seviz_recommendation"]
+        if not isinstance(version, int) or version > RECOMMENDATION_VERSION:
+            raise RecommendationError(
+                f"{source} has recommendation version {version!r}; this seviz reads up to "
+                f"{RECOMMENDATION_VERSION} (upgrade seviz)"
+            )
+        missing = [k for k in ("model", "store", "thresholds", "blocks") if k not in data]
+        if missing:
+            raise RecommendationError(f"{source} lacks {', '.join(missing)}; {_HOW}")
+        try:
+            thresholds = Thresholds(**data["thresholds"])
+        except TypeError as error:
+            raise RecommendationError(f"{source}: bad thresholds {data['thresholds']!r} ({error})") from None
+        return cls(
+            model=str(data["model"]),
+            store=dict(data["store"]),
+            thresholds=thresholds,
+            statistics=dict(data.get("statistics", {})),
+            blocks=tuple(_verdict_from_dict(b, source) for b in data["blocks"]),
+        )
+
+
+def decide(block: BlockStatistics, thresholds: Thresholds | None = None) -> BlockVerdict:
+    """The verdict on one block from its statistics."""
+    t = thresholds or Thresholds()
+    b, s = block.behaviour, block.specificity
+    scores = {
+        "mean_abs_deviation": _float(b.mean_abs_deviation),
+        "fraction_near_one": _float(b.fraction_near_one),
+        "input_dependence": _float(b.input_dependence),
+        "input_std": _float(b.input_std),
+        "min_gate": _float(b.min_gate),
+        "centroid_accuracy": _float(s.accuracy),
+        "chance": _float(s.chance),
+        "variance_ratio": _float(s.variance_ratio),
+    }
+    near_identity = b.mean_abs_deviation <= t.identity_max_deviation
+    mostly_one = b.fraction_near_one >= t.identity_min_near_one
+    fixed = b.input_dependence <= t.constant_max_dependence
+    relation = "<=" if near_identity else ">"
+    deviation = f"mean |1 - s| {b.mean_abs_deviation:.4g} {relation} {t.identity_max_deviation:g}"
+    share = (
+        f"{b.fraction_near_one:.1%} of gates >= {t.near_one:g} "
+        f"({'>=' if mostly_one else '<'} {t.identity_min_near_one:.0%})"
+    )
+    dependence = (
+        f"input dependence {b.input_dependence:.4g} {'<=' if fixed else '>'} {t.constant_max_dependence:g}"
+    )
+    vector = None
+    if near_identity and mostly_one:
+        verdict, reason = "identity", f"{deviation} and {share}: remove the SE branch"
+    elif fixed:
+        verdict = "constant"
+        reason = (
+            f"{dependence} (relative RMS error of a fixed scale {b.input_dependence**0.5:.2%}): "
+            "fold the per-channel mean gate into the preceding BatchNorm"
+        )
+        vector = tuple(round(float(v), 6) for v in block.all.mean)
+    else:
+        verdict, reason = "keep", f"{deviation} or {share}, and {dependence}"
+    info = block.info
+    return BlockVerdict(
+        name=info.name,
+        module=info.module,
+        stage=info.stage,
+        block=info.block,
+        channels=info.channels,
+        verdict=verdict,
+        reason=reason,
+        scores=scores,
+        params=info.params,
+        flops=info.flops,
+        constant_vector=vector,
+    )
+
+
+def recommend(
+    source: Store | StoreStatistics | str | os.PathLike,
+    thresholds: Thresholds | None = None,
+    blocks: Sequence[str] | None = None,
+) -> Recommendation:
+    """Give every SE block of a store a verdict: ``identity``, ``constant`` or ``keep``.
+
+    Args:
+        source: A store, its path, or statistics already computed from it
+            (for example by the app) with the same ``near_one``.
+        thresholds: Verdict thresholds; :class:`Thresholds` documents the defaults.
+        blocks: Blocks to judge (default: every block of the statistics / store).
+
+    Returns:
+        A :class:`Recommendation`; ``.write("rec.json")`` writes rec.json and rec.md.
+
+    Raises:
+        StoreError: Not a seviz store, or a block that is not in it.
+        RecommendationError: ``source`` statistics used another ``near_one``.
+    """
+    t = thresholds or Thresholds()
+    if isinstance(source, StoreStatistics):
+        stats = source
+        if stats.settings.near_one != t.near_one:
+            raise RecommendationError(
+                f"the statistics count gates >= {stats.settings.near_one:g} but thresholds.near_one is "
+                f"{t.near_one:g}; recompute with StatsSettings(near_one={t.near_one:g}) or pass the store"
+            )
+        names = stats.block_names if blocks is None else list(blocks)
+        judged = [stats.block(name) for name in names]
+    else:
+        # No per-class statistics are needed here, so none are computed (classes=[]).
+        stats = compute_statistics(source, blocks, classes=[], settings=StatsSettings(near_one=t.near_one))
+        judged = list(stats.blocks.values())
+    settings = stats.settings
+    return Recommendation(
+        model=stats.model,
+        store=dict(stats.store),
+        thresholds=t,
+        statistics={
+            "near_one": settings.near_one,
+            "folds": settings.folds,
+            "max_eval_samples": settings.max_eval_samples,
+            "specificity_methods": list(SPECIFICITY_METHODS),
+            "input_dependence": "sum_c var_c / sum_c E[s_c^2] over all samples",
+        },
+        blocks=tuple(decide(block, t) for block in judged),
+    )
+
+
+def load_recommendation(path: str | os.PathLike, model: str | None = None) -> Recommendation:
+    """Read and check a ``rec.json`` written by :meth:`Recommendation.write`.
+
+    Args:
+        path: The JSON file.
+        model: If given, the model the recommendation must be for.
+
+    Raises:
+        FileNotFoundError: No such file.
+        RecommendationError: Not a seviz recommendation, or one for another model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recommendation {str(path)!r} does not exist; {_HOW}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RecommendationError(f"{str(path)!r} is not a JSON file ({error}); {_HOW}") from None
+    rec = Recommendation.from_dict(data, source=repr(str(path)))
+    if model is not None and rec.model != model:
+        raise RecommendationError(
+            f"{str(path)!r} is a recommendation for model {rec.model!r}, not {model!r}; "
+            f"run `seviz recommend` on a store recorded with {model!r}"
+        )
+    return rec
+
+
+def _verdict_from_dict(data: Any, source: str) -> BlockVerdict:
+    if not isinstance(data, dict):
+        raise RecommendationError(f"{source}: a block entry is {type(data).__name__}, not an object")
+    name = data.get("name", "?")
+    required = ("name", "module", "verdict", "scores", "params", "flops")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise RecommendationError(f"{source}: block {name!r} lacks {', '.join(missing)}; {_HOW}")
+    if data["verdict"] not in VERDICTS:
+        raise RecommendationError(
+            f"{source}: block {name!r} has verdict {data['verdict']!r}; expected one of {', '.join(VERDICTS)}"
+        )
+    vector = data.get("constant_vector")
+    channels = int(data.get("channels", 0))
+    if data["verdict"] == "constant":
+        if not isinstance(vector, list) or any(not isinstance(v, (int, float)) for v in vector):
+            raise RecommendationError(f"{source}: constant block {name!r} needs a numeric constant_vector")
+        if channels and len(vector) != channels:
+            raise RecommendationError(
+                f"{source}: block {name!r} has {channels} channels but a constant_vector of {len(vector)}"
+            )
+    scores = data["scores"]
+    if not isinstance(scores, Mapping):
+        raise RecommendationError(f"{source}: block {name!r} scores must be an object")
+    return BlockVerdict(
+        name=str(name),
+        module=str(data["module"]),
+        stage=int(data.get("stage", 0)),
+        block=int(data.get("block", 0)),
+        channels=channels,
+        verdict=str(data["verdict"]),
+        reason=str(data.get("reason", "")),
+        scores=dict(scores),
+        params=int(data["params"]),
+        flops=int(data["flops"]),
+        constant_vector=None if vector is None else tuple(float(v) for v in vector),
+    )
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)

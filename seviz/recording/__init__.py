@@ -1,0 +1,27 @@
+"""Recording: run a network over images and stream its SE gates into a store.
+
+Rooms: :mod:`~seviz.recording.session` (:func:`record`, prepare -> run -> finish),
+:mod:`~seviz.recording.pipeline` (how decoding, the forward pass and store writes
+overlap, by device), :mod:`~seviz.recording.fast_modes` (bf16/fp16, channels-last,
+compile, each measured against fp32), :mod:`~seviz.recording.attribution` (captum
+channel rankings written into a recorded store).
+
+The room is ``recording``, not ``record``: a subpackage named ``seviz.record``
+would replace the function ``seviz.record`` the moment it was imported.
+"""
+
+from seviz.recording.attribution import AttributionSummary, attribute
+from seviz.recording.fast_modes import PRECISIONS, FastMode
+from seviz.recording.pipeline import Pipeline, plan_pipeline
+from seviz.recording.session import RecordSummary, record
+
+__all__ = [
+    "PRECISIONS",
+    "AttributionSummary",
+    "FastMode",
+    "Pipeline",
+    "RecordSummary",
+    "attribute",
+    "plan_pipeline",
+    "record",
+]

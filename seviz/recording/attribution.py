@@ -1,0 +1,144 @@
+"""Which gate channels drive a class? Captum attributions on the SE gate outputs.
+
+For each recorded image, captum's ``LayerGradientXActivation`` takes the
+gradient of the image's true-class logit with respect to every SE gate output
+``s`` and multiplies it by ``s``: the first-order contribution of each gate
+channel to that logit. Averaged over a class's images this ranks, per class
+and block, the channels whose gates most drive the class. Results go into the
+store (``/attributions/<block>``) for ``seviz plot``, the report and the app.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from seviz.store import StoreError, open_store, write_attributions
+
+log = logging.getLogger(__name__)
+
+METHOD = "captum.LayerGradientXActivation(target=true class logit), mean over the class's images"
+
+
+@dataclass(frozen=True)
+class AttributionSummary:
+    """What ``seviz attribute`` wrote."""
+
+    store: str
+    blocks: int
+    classes: list[str]
+    images: int
+    method: str
+
+
+def attribute(
+    store_path: str | Path,
+    model: str | None = None,
+    weights: str | None = None,
+    images_per_class: int | None = None,
+    batch_size: int = 16,
+    device: str = "auto",
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+    progress: bool = True,
+) -> AttributionSummary:
+    """Attribute each class's logit to the SE gate channels of every recorded block.
+
+    The model defaults to the one the store was recorded with; its weights
+    must be the same (checked by SHA-256), or the attributions would describe
+    another network.
+
+    Args:
+        store_path: A complete store from ``seviz record``.
+        model: Model spec; default: the store's ``model_spec``.
+        weights: Weights; default: the store's weights source.
+        images_per_class: Use at most N of each class's recorded images.
+        batch_size: Images per backward pass.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        num_classes: For a user's own model.
+        class_names: For a user's own model.
+        progress: Show a progress bar.
+
+    Raises:
+        StoreError: The store is incomplete, or the weights differ from the recorded ones.
+    """
+    import torch
+    from captum.attr import LayerGradientXActivation
+    from tqdm.auto import tqdm
+
+    from seviz.data import ImageItem, iterate_batches
+    from seviz.models import load_model
+    from seviz.recording.session import resolve_device
+    from seviz.se import discover_se_gates
+
+    store_path = Path(store_path)
+    with open_store(store_path) as store:
+        if not store.complete:
+            raise StoreError(f"store {str(store_path)!r} is incomplete; finish it with --resume first")
+        spec = model or str(store.attrs.get("model_spec") or store.attrs.get("model"))
+        source = str(store.attrs.get("weights_source", "pretrained"))
+        weights = weights or (
+            "pretrained" if source.startswith(("pretrained", "torchvision:", "demo")) else source
+        )
+        recorded_sha = str(store.attrs.get("weights_sha256", ""))
+        class_order = store.recorded_class_names
+        rows = []
+        for name in class_order:
+            indices = np.flatnonzero(store.class_mask(name))
+            rows.extend(indices[:images_per_class].tolist())
+        rows.sort()
+        items = [
+            ImageItem(str(store.paths[i]), int(store.labels[i]), str(store.class_names[i])) for i in rows
+        ]
+        block_names = store.block_names
+    torch_device = resolve_device(device)
+    loaded = load_model(
+        spec, weights, num_classes=num_classes, class_names=class_names, device=str(torch_device)
+    )
+    if recorded_sha and not loaded.has_weights(recorded_sha):
+        raise StoreError(
+            f"weights of {spec!r} ({weights}) have SHA-256 {loaded.weights_sha256[:12]}..., but the store was "
+            f"recorded with {recorded_sha[:12]}...; pass the recorded weights with --weights"
+        )
+    gates = [
+        g
+        for g in discover_se_gates(loaded.model, tuple(loaded.data_config["input_size"]))
+        if g.name in block_names
+    ]
+    layers = [loaded.model.get_submodule(g.gate_path) for g in gates]
+    explainer = LayerGradientXActivation(loaded.model, layers)
+    sums = {g.name: np.zeros((len(class_order), g.channels), dtype=np.float64) for g in gates}
+    counts = np.zeros(len(class_order), dtype=np.int64)
+    position = {name: i for i, name in enumerate(class_order)}
+    was_training = loaded.model.training
+    loaded.model.eval()
+    bar = tqdm(total=len(items), unit="img", desc="attributing", disable=not progress)
+    try:
+        for batch in iterate_batches(items, loaded.data_config, batch_size=batch_size):
+            bar.update(batch.consumed)
+            if batch.images is None:
+                continue
+            images = batch.images.to(torch_device)
+            targets = torch.tensor([i.label for i in batch.items], device=torch_device)
+            outputs = explainer.attribute(images, target=targets)
+            outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+            slots = np.asarray([position[i.class_name] for i in batch.items])
+            for gate, values in zip(gates, outputs, strict=True):
+                per_image = values.detach().flatten(1).double().cpu().numpy()
+                np.add.at(sums[gate.name], slots, per_image)
+            np.add.at(counts, slots, 1)
+    finally:
+        bar.close()
+        loaded.model.train(was_training)
+    means = {name: total / np.maximum(counts, 1)[:, None] for name, total in sums.items()}
+    write_attributions(
+        store_path,
+        means,
+        class_order,
+        {"method": METHOD, "images": int(counts.sum()), "weights_sha256": loaded.weights_sha256},
+    )
+    return AttributionSummary(str(store_path), len(means), list(class_order), int(counts.sum()), METHOD)

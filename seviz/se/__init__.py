@@ -1,0 +1,25 @@
+"""Squeeze-and-Excitation gates: recognising them, finding them in a network, capturing them.
+
+Rooms: :mod:`~seviz.se.adapters` (the registry of SE implementations),
+:mod:`~seviz.se.discover` (:func:`discover_se_gates`, the paper's naming),
+:mod:`~seviz.se.recorder` (:class:`Recorder`, the one owner of capture hooks),
+:mod:`~seviz.se.stand_ins` (fixed modules that replace a pruned gate; it imports
+torch, so the door leaves it out and ``import seviz.se`` stays light).
+"""
+
+from seviz.errors import NoSEBlocksError
+from seviz.se.adapters import SEAdapter, register_se_adapter
+from seviz.se.discover import SEGate, discover_se_gates, format_gate_table, get_module, stage_and_block
+from seviz.se.recorder import Recorder
+
+__all__ = [
+    "NoSEBlocksError",
+    "Recorder",
+    "SEAdapter",
+    "SEGate",
+    "discover_se_gates",
+    "format_gate_table",
+    "get_module",
+    "register_se_adapter",
+    "stage_and_block",
+]

@@ -1,0 +1,228 @@
+"""Find every Squeeze-and-Excitation gate of a network, and name it.
+
+An SE block (Hu et al., arXiv 1709.01507, Eq. 2-4) computes
+``s = sigmoid(W2 ReLU(W1 GAP(x)))`` and scales each channel of ``x`` by ``s``.
+seviz records ``s``: the output of the block's *gate* (its sigmoid), never the
+block's output, because timm's Bottleneck adds the shortcut in place after the
+SE module and would overwrite a stored block output.
+
+SE implementations are matched by the adapters of :mod:`seviz.se.adapters`. Every candidate is confirmed by a probe
+forward pass: its gate must output one value per channel, (B, C, 1, 1) or
+(B, C).
+
+Names follow the paper for ResNet-family models: ``SE_{stage}_{block}``, stage
+2-5 for ``layer1``-``layer4``, block 1-based, so SE-ResNet-50 gives SE_2_1 ...
+SE_5_3. Other models take stage and block from the first two indices of the
+module path (``blocks.3.1.se`` is SE_4_2); the module path is always kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from seviz.errors import NoSEBlocksError
+from seviz.se.adapters import SEAdapter, candidate_adapter, is_structural
+
+if TYPE_CHECKING:
+    from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SEGate:
+    """One SE block found in a model."""
+
+    name: str  # SE_{stage}_{block}
+    module_path: str  # the SE block's path in the model (``layer4.1.se``)
+    gate_path: str  # the hooked gate's path (``layer4.1.se.gate``)
+    stage: int
+    block: int
+    channels: int
+    kind: str
+    scales_input: bool
+    params: int
+    flops: int
+
+
+_RESNET_PATH = re.compile(r"^layer(\d+)\.(\d+)\.")
+_NUMBERED_PART = re.compile(r"^[a-z]{1,2}(\d+)$")
+
+
+def stage_and_block(module_path: str) -> tuple[int, int] | None:
+    """Paper-style (stage, block) for a module path, or None when the path has no indices."""
+    match = _RESNET_PATH.match(module_path)
+    if match:  # ResNet family: layer1 is the paper's stage 2 (conv2_x)
+        return int(match.group(1)) + 1, int(match.group(2)) + 1
+    indices = []
+    for part in module_path.split("."):
+        if part.isdigit():  # a position in a Sequential/ModuleList: 0-based
+            indices.append(int(part) + 1)
+        elif (named := _NUMBERED_PART.match(part)) is not None:  # ``s1``, ``b2`` (RegNet): 1-based
+            indices.append(int(named.group(1)))
+    if len(indices) >= 2:
+        return indices[0], indices[1]
+    if len(indices) == 1:
+        return 1, indices[0]
+    return None
+
+
+def _candidates(model: nn.Module) -> list[tuple[str, nn.Module, SEAdapter]]:
+    found: list[tuple[str, nn.Module, SEAdapter]] = []
+    claimed: set[int] = set()
+    for path, module in model.named_modules():
+        if id(module) in claimed:
+            continue
+        adapter = candidate_adapter(module)
+        if adapter is None:
+            continue
+        found.append((path, module, adapter))
+        if not is_structural(adapter):
+            # A structural match is a guess until the probe pass confirms it (a
+            # classifier with a pooled sigmoid head looks like one), so it must not
+            # hide the SE blocks inside it.
+            claimed.update(id(m) for m in module.modules())
+    return found
+
+
+def discover_se_gates(model: nn.Module, input_size: tuple[int, int, int] = (3, 224, 224)) -> list[SEGate]:
+    """Find and name every SE gate of ``model``.
+
+    Args:
+        model: Any ``nn.Module``.
+        input_size: (C, H, W) of one input image, for the probe pass that
+            confirms each gate and measures its channels and spatial size.
+
+    Returns:
+        The gates in forward order.
+
+    Raises:
+        NoSEBlocksError: No SE gate was found.
+    """
+    import torch
+
+    candidates = _candidates(model)
+    if not candidates:
+        raise NoSEBlocksError(
+            f"{type(model).__name__} has no Squeeze-and-Excitation block seviz recognises "
+            "(timm SEModule/SqueezeExcite, torchvision SqueezeExcitation, or a block that scales its "
+            "input by a sigmoid of pooled features); register a new kind with seviz.register_se_adapter"
+        )
+    gate_shapes: dict[str, tuple[int, ...]] = {}
+    input_shapes: dict[str, tuple[int, ...]] = {}
+    order: list[str] = []
+    handles = []
+    try:
+        for path, module, adapter in candidates:
+
+            def on_gate(_module, _inputs, output, path=path):
+                gate_shapes[path] = tuple(output.shape)
+                order.append(path)
+
+            def on_block(_module, inputs, _output, path=path):
+                input_shapes[path] = tuple(inputs[0].shape) if inputs else ()
+
+            handles.append(adapter.gate_of(module).register_forward_hook(on_gate))
+            handles.append(module.register_forward_hook(on_block))
+        was_training = model.training
+        model.eval()
+        try:
+            parameter = next(model.parameters(), None)
+            device = parameter.device if parameter is not None else torch.device("cpu")
+            with torch.no_grad():
+                model(torch.zeros(1, *input_size, device=device))
+        finally:
+            model.train(was_training)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    by_path = {path: (module, adapter) for path, module, adapter in candidates}
+    accepted: dict[str, int] = {}
+    for path in dict.fromkeys(order):  # forward order, first call of each
+        module, adapter = by_path[path]
+        shape = gate_shapes[path]
+        per_channel = len(shape) == 2 or (len(shape) == 4 and (shape[2:] == (1, 1) or shape[1:3] == (1, 1)))
+        if not per_channel:
+            log.debug("skipping %s: gate output %s is not one value per channel", path, shape)
+            continue
+        channels = shape[1] if len(shape) == 2 or shape[2:] == (1, 1) else shape[3]
+        block_input = input_shapes.get(path, ())
+        scaled = (block_input[1], block_input[-1]) if len(block_input) in (2, 4) else (channels,)
+        if is_structural(adapter) and channels not in scaled:  # not one gate per input channel
+            log.debug("skipping %s: %d gate values for an input of shape %s", path, channels, block_input)
+            continue
+        accepted[path] = int(channels)
+    # A confirmed block may hold a structural match of its own; the outer block is the SE block.
+    accepted = {
+        path: channels
+        for path, channels in accepted.items()
+        if not any(other != path and (other == "" or path.startswith(other + ".")) for other in accepted)
+    }
+    gates: list[SEGate] = []
+    names: set[str] = set()
+    for path, channels in accepted.items():
+        module, adapter = by_path[path]
+        position = stage_and_block(path) or (1, len(gates) + 1)
+        name = _unique(f"SE_{position[0]}_{position[1]}", names)
+        names.add(name)
+        spatial = _spatial_size(input_shapes.get(path, ()))
+        params = sum(p.numel() for p in module.parameters())
+        gate_module = adapter.gate_of(module)
+        gate_path = next(p for p, m in module.named_modules(prefix=path) if m is gate_module)
+        gates.append(
+            SEGate(
+                name=name,
+                module_path=path,
+                gate_path=gate_path,
+                stage=position[0],
+                block=position[1],
+                channels=int(channels),
+                kind=adapter.kind,
+                scales_input=adapter.scales_input,
+                params=int(params),
+                # pool (C*H*W adds) + the excitation FCs (~1 MAC per weight) + the scale (C*H*W)
+                flops=int(2 * channels * spatial + params),
+            )
+        )
+    if not gates:
+        raise NoSEBlocksError(
+            f"{type(model).__name__} has sigmoid modules but none gates channels (no (B, C, 1, 1) or (B, C) "
+            "output), so it has no SE block seviz can record"
+        )
+    return gates
+
+
+def _spatial_size(shape: tuple[int, ...]) -> int:
+    if len(shape) == 4:
+        return int(shape[2] * shape[3])
+    return 1
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    if name not in taken:
+        return name
+    suffix = 2
+    while f"{name}_{suffix}" in taken:
+        suffix += 1
+    return f"{name}_{suffix}"
+
+
+def get_module(model: nn.Module, path: str) -> nn.Module:
+    """The submodule at a dotted path (``layer4.1.se``)."""
+    return model.get_submodule(path)
+
+
+def format_gate_table(gates: list[SEGate]) -> str:
+    """A plain-text table of gates, for ``seviz blocks``."""
+    rows = [("name", "channels", "params", "kind", "module")]
+    rows += [(g.name, str(g.channels), str(g.params), g.kind, g.gate_path) for g in gates]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    lines.append(f"{len(gates)} SE blocks, {sum(g.params for g in gates):,} SE parameters")
+    return "\n".join(lines)

@@ -1,0 +1,90 @@
+"""Forward hooks on SE gates, owned by a context manager.
+
+:class:`Recorder` hooks the gate of each SE block (see :mod:`seviz.se.discover`),
+puts the model in eval mode, and on exit, normal or not, removes every hook
+and restores the model's train/eval mode. After each forward pass
+:meth:`Recorder.pop` hands back the excitation vectors of that batch as
+(B, C) tensors, detached and still on the model's device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from seviz.se.discover import SEGate
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+class Recorder:
+    """Capture the excitation vectors of a model's SE gates.
+
+    Example::
+
+        with Recorder(model, gates) as recorder:
+            logits = model(images)
+            gates = recorder.pop()   # {"SE_2_1": (B, 256) tensor, ...}
+    """
+
+    def __init__(self, model: nn.Module, gates: Sequence[SEGate]) -> None:
+        self.model = model
+        self.gates = list(gates)
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._captured: dict[str, torch.Tensor] = {}
+        self._was_training: bool | None = None
+
+    def __enter__(self) -> Recorder:
+        self._was_training = self.model.training
+        self.model.eval()
+        try:
+            for gate in self.gates:
+                module = self.model.get_submodule(gate.gate_path)
+                self._handles.append(module.register_forward_hook(self._hook_for(gate.name)))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _hook_for(self, name: str):
+        captured = self._captured
+
+        def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+            # The gate's output is never mutated downstream; detach so that no
+            # graph is kept alive, flatten (B, C, 1, 1) / (B, 1, 1, C) to (B, C).
+            captured[name] = output.detach().flatten(1)
+
+        return hook
+
+    def pop(self) -> dict[str, torch.Tensor]:
+        """The gates of the last forward pass, by block name; clears them."""
+        missing = [g.name for g in self.gates if g.name not in self._captured]
+        if missing:
+            raise RuntimeError(
+                f"no gate output captured for {', '.join(missing[:5])}; run a forward pass of the model "
+                "inside the Recorder before pop()"
+            )
+        captured = dict(self._captured)
+        self._captured.clear()
+        return captured
+
+    def remove_hooks(self) -> None:
+        """Remove every hook; safe to call more than once."""
+        while self._handles:
+            self._handles.pop().remove()
+
+    @property
+    def hooked(self) -> int:
+        """Number of hooks currently registered."""
+        return len(self._handles)
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.remove_hooks()
+        finally:
+            self._captured.clear()
+            if self._was_training is not None:
+                self.model.train(self._was_training)
+                self._was_training = None

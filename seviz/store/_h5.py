@@ -1,0 +1,45 @@
+"""Low-level HDF5 access shared by the store's reader, writer and attributions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+
+from seviz.errors import StoreError
+from seviz.store.schema import SCHEMA_VERSION
+
+
+def _open_swmr(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r", libver="latest", swmr=True)
+    except OSError:
+        try:
+            # Files written without SWMR (an older h5py, another tool) open plainly.
+            return h5py.File(path, "r")
+        except OSError as error:
+            raise StoreError(f"{str(path)!r} is not a readable HDF5 file ({error})") from None
+
+
+def _check_is_store(f: h5py.File, path: Path) -> None:
+    if "seviz_schema" not in f.attrs or "blocks" not in f or "progress" not in f:
+        raise StoreError(
+            f"{str(path)!r} is not a seviz store (no seviz_schema attribute or /blocks group); "
+            "make one with `seviz record`"
+        )
+    schema = int(f.attrs["seviz_schema"])
+    if schema > SCHEMA_VERSION:
+        raise StoreError(
+            f"{str(path)!r} uses store schema {schema}, newer than this seviz reads "
+            f"({SCHEMA_VERSION}); upgrade seviz"
+        )
+
+
+def _committed_skips(f: h5py.File) -> int:
+    # Skipped entries are appended before /progress is advanced; entries past the
+    # committed image count belong to a batch that never committed.
+    data = f["skipped/path"]
+    data.refresh()
+    consumed = int(f["progress"][1])
+    samples = int(f["progress"][0])
+    return min(data.shape[0], consumed - samples)

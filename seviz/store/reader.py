@@ -1,0 +1,257 @@
+"""Reading a seviz store: :func:`open_store` and the read-only :class:`Store` view.
+
+Only the committed prefix (``/progress[0]`` samples) is ever read, so a store that
+is being written, or was left by a killed run, reads consistently. The layout is
+in :mod:`seviz.store.schema`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from numpy.typing import DTypeLike
+
+from seviz.errors import StoreError
+from seviz.store._h5 import _check_is_store, _committed_skips, _open_swmr
+from seviz.store.attributions import Attributions
+from seviz.store.schema import BlockInfo, _decode, _json_attr
+
+log = logging.getLogger(__name__)
+
+# Sample columns read when a store is opened; "path" (the largest) is read on first use.
+_EAGER_COLUMNS = ("label", "class_name", "topk_index", "topk_prob")
+
+
+@dataclass
+class Store:
+    """A read-only view of a seviz store: metadata in memory, gates read on demand.
+
+    Only the committed prefix (``len(store)`` samples) is ever read, so a store
+    being written, or left by a killed run, reads consistently.
+    """
+
+    path: Path
+    attrs: dict[str, Any]
+    blocks: dict[str, BlockInfo]
+    labels: np.ndarray
+    class_names: np.ndarray
+    topk_index: np.ndarray
+    topk_prob: np.ndarray
+    skipped: list[tuple[str, str]]
+    complete: bool
+    _file: h5py.File | None = field(default=None, repr=False)
+    _paths: np.ndarray | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def paths(self) -> np.ndarray:
+        """Image path of every committed sample (read on first use: the largest column)."""
+        if self._paths is None:
+            self._paths = _decode(self._samples("path")[: len(self)])
+        return self._paths
+
+    @property
+    def block_names(self) -> list[str]:
+        return list(self.blocks)
+
+    @property
+    def classes(self) -> list[dict[str, Any]]:
+        """Recorded classes as ``{index, name, id}`` dicts, in recording order."""
+        return _json_attr(self.attrs, "classes", [])
+
+    @property
+    def recorded_class_names(self) -> list[str]:
+        """Names of the classes that have samples, in recording order."""
+        recorded = [c["name"] for c in self.classes]
+        present = set(self.class_names.tolist())
+        return [name for name in recorded if name in present] or sorted(present)
+
+    def json_attr(self, key: str, default: Any = None) -> Any:
+        """A JSON-valued root attribute (preprocessing, classes, gate_error, ...), decoded."""
+        return _json_attr(self.attrs, key, default)
+
+    def attributions(self) -> dict[str, Attributions]:
+        """Channel attributions written by ``seviz attribute`` (empty when none)."""
+        if self._file is None or not self._file.id.valid:
+            self._file = _open_swmr(self.path)
+        group = self._file.get("attributions")
+        if group is None:
+            return {}
+        classes = _json_attr(group.attrs, "classes", [])
+        method = str(group.attrs.get("method", ""))
+        images = int(group.attrs.get("images", 0))
+        return {
+            name: Attributions(name, list(classes), np.asarray(data[()], dtype=np.float32), method, images)
+            for name, data in group.items()
+        }
+
+    def class_counts(self) -> dict[str, int]:
+        names, counts = np.unique(self.class_names.astype(str), return_counts=True)
+        return dict(zip(names.tolist(), counts.tolist(), strict=True))
+
+    def block(self, name: str) -> BlockInfo:
+        if name not in self.blocks:
+            raise StoreError(
+                f"block {name!r} is not in store {str(self.path)!r}; it has {', '.join(self.blocks)}"
+            )
+        return self.blocks[name]
+
+    def gates(self, name: str, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        """Gate values of one block as a (samples, channels) numpy array (float32)."""
+        self.block(name)
+        data = self._dataset(name)
+        if rows is None:
+            rows = slice(0, len(self))
+        elif isinstance(rows, slice):
+            rows = slice(*rows.indices(len(self)))
+        return np.asarray(data[rows], dtype=np.float32)
+
+    def iter_chunks(
+        self,
+        name: str,
+        rows: int = 8192,
+        dtype: DTypeLike | None = np.float32,
+        buffer: np.ndarray | None = None,
+    ) -> Iterator[tuple[slice, np.ndarray]]:
+        """Yield ``(row_slice, gates)`` chunks of one block: memory stays bounded.
+
+        ``dtype`` is the type of the yielded gates; ``None`` keeps the stored
+        type (float16 or float32), which skips a conversion that costs several
+        times the read itself. ``buffer`` (with ``dtype=None``): flat ``uint8``
+        memory of at least ``rows x channels x itemsize`` bytes that every
+        chunk is read into, so a chunk is only valid until the next one is
+        read; it saves the fresh pages (and the kernel's zeroing of them) of a
+        new array per chunk.
+        """
+        data = self._dataset(name)
+        for start in range(0, len(self), rows):
+            stop = min(len(self), start + rows)
+            if buffer is not None and dtype is None:
+                size = (stop - start) * data.shape[1] * data.dtype.itemsize
+                chunk = buffer[:size].view(data.dtype).reshape(stop - start, data.shape[1])
+                data.read_direct(chunk, np.s_[start:stop])
+                yield slice(start, stop), chunk
+                continue
+            chunk = data[start:stop]
+            yield slice(start, stop), chunk if dtype is None else np.asarray(chunk, dtype=dtype)
+
+    def class_mask(self, class_name: str) -> np.ndarray:
+        if class_name not in set(self.class_names.tolist()):
+            raise StoreError(
+                f"class {class_name!r} is not in store {str(self.path)!r}; it has "
+                f"{', '.join(self.recorded_class_names)}"
+            )
+        return self.class_names == class_name
+
+    def _dataset(self, name: str) -> h5py.Dataset:
+        return self._column("blocks", name)
+
+    def _samples(self, name: str) -> h5py.Dataset:
+        return self._column("samples", name)
+
+    def _column(self, group: str, name: str) -> h5py.Dataset:
+        if self._file is None or not self._file.id.valid:
+            self._file = _open_swmr(self.path)
+        data = self._file[group][name]
+        if self._file.swmr_mode:
+            data.refresh()
+        return data
+
+    def close(self) -> None:
+        if self._file is not None and self._file.id.valid:
+            self._file.close()
+        self._file = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_store(path: str | os.PathLike, warn_incomplete: bool = True) -> Store:
+    """Open a seviz store for reading.
+
+    Args:
+        path: The ``.h5`` file written by ``seviz record``.
+        warn_incomplete: Log a warning when the run that wrote it did not finish.
+
+    Returns:
+        A :class:`Store` with sample metadata loaded and gates read on demand.
+
+    Raises:
+        FileNotFoundError: The path does not exist.
+        StoreError: The file is not a seviz store.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"store {str(path)!r} does not exist")
+    f = _open_swmr(path)
+    try:
+        _check_is_store(f, path)
+        progress = f["progress"]
+        if f.swmr_mode:
+            progress.refresh()
+        count = int(progress[0])
+        samples = {}
+        for name in _EAGER_COLUMNS:
+            data = f["samples"][name]
+            if f.swmr_mode:
+                data.refresh()
+            samples[name] = _decode(data[:count])
+        blocks = {}
+        for name, data in f["blocks"].items():
+            a = data.attrs
+            blocks[name] = BlockInfo(
+                name=name,
+                module=str(a.get("module", "")),
+                stage=int(a.get("stage", 0)),
+                block=int(a.get("block", 0)),
+                channels=int(a.get("channels", data.shape[1])),
+                kind=str(a.get("kind", "")),
+                params=int(a.get("params", 0)),
+                flops=int(a.get("flops", 0)),
+            )
+        blocks = dict(sorted(blocks.items(), key=lambda item: (item[1].stage, item[1].block, item[0])))
+        skips = _committed_skips(f)
+        skipped = list(
+            zip(
+                _decode(f["skipped/path"][:skips]).tolist(),
+                _decode(f["skipped/reason"][:skips]).tolist(),
+                strict=True,
+            )
+        )
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+        complete = bool(attrs.get("complete", False))
+    except Exception:
+        f.close()
+        raise
+    store = Store(
+        path=path,
+        attrs=attrs,
+        blocks=blocks,
+        labels=samples["label"],
+        class_names=samples["class_name"],
+        topk_index=samples["topk_index"],
+        topk_prob=samples["topk_prob"],
+        skipped=skipped,
+        complete=complete,
+        _file=f,
+    )
+    if not complete and warn_incomplete:
+        log.warning(
+            "store %s is incomplete (the recording did not finish); reading its %d committed samples. "
+            "Finish it with `seviz record ... --resume`.",
+            path,
+            len(store),
+        )
+    return store

@@ -1,0 +1,522 @@
+"""Tests of the seviz app (``app/``) with Streamlit's AppTest, and of ``seviz/app_launcher.py``.
+
+Every page runs on a small store written here with planted behaviour:
+
+* ``SE_1_1`` and ``SE_2_3``: input-dependent, class-agnostic (uniform random);
+  ``SE_1_1`` is not one of the paper's blocks, so Distributions leaves it out by default;
+* ``SE_3_4``: constant (one fixed per-channel vector for every image);
+* ``SE_4_6``: class-specific (a per-class vector plus small noise);
+* ``SE_5_2``: identity (every gate in [0.998, 1]).
+
+The assertions are about content: block and class names, the numbers drawn
+(equal to :mod:`seviz.analysis.compute`), the verdicts, and the downloaded recommendation
+(equal to :func:`seviz.recommend.recommend`'s JSON for the same thresholds).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from _app_store import BLOCKS, CLASSES, CONSTANT, IDENTITY, PAPER_PRESENT, write_app_store
+
+from seviz.analysis import ALL_CLASSES, compute_statistics
+from seviz.app.launcher import (
+    AppPathError,
+    app_arguments,
+    app_command,
+    app_script,
+    find_stores,
+    parse_app_arguments,
+    resolve_store,
+)
+from seviz.plots import select_channels
+from seviz.pruning import Thresholds, recommend
+from seviz.store import Store, open_store
+
+APP = app_script()
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A root with a store (with attributions), a second model's store, an incomplete one and bad files."""
+    folder = tmp_path_factory.mktemp("stores")
+    write_app_store(folder / "a.h5", attributions=True)
+    write_app_store(folder / "b.h5", seed=1, blocks=BLOCKS[:-1], model="pruned_senet")
+    write_app_store(folder / "partial" / "half.h5", complete=False)
+    (folder / "not_hdf5.h5").write_bytes(b"this is not an HDF5 file\n")
+    with h5py.File(folder / "other.h5", "w") as f:
+        f.create_dataset("x", data=np.arange(3))
+    return folder
+
+
+def _app(
+    root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *stores: str,
+    page: str = "Overview",
+    store: str | None = None,
+):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setattr(sys, "argv", [str(APP), "--root", str(root), *(str(root / s) for s in stores)])
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.query_params["page"] = page
+    at.run()
+    if store is not None:
+        at.sidebar.selectbox(key="store").set_value(root / store).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _charts(at) -> list:
+    return [e for e in at.main if getattr(e, "type", "") == "vega_lite_chart"]
+
+
+def _chart_data(chart, column: str = "class"):
+    """The long-format rows a Vega-Lite chart draws (its datasets that have ``column``), as a DataFrame."""
+    import pandas as pd
+    import pyarrow as pa
+
+    frames = [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in chart.proto.datasets]
+    return pd.concat([f for f in frames if column in f.columns], ignore_index=True)
+
+
+def _spec(chart) -> dict:
+    return json.loads(chart.proto.spec)
+
+
+def _markdown(at) -> str:
+    return "\n".join(str(m.value) for m in at.markdown) + "\n".join(str(c.value) for c in at.caption)
+
+
+@pytest.fixture(scope="module")
+def stats_a(root: Path):
+    return compute_statistics(root / "a.h5")
+
+
+# ---------------------------------------------------------------- launcher
+
+
+def test_launcher_command_serves_app_on_loopback(root: Path) -> None:
+    command = app_command([str(root / "a.h5")], root=str(root), port=8599)
+    assert command[1:4] == ["-m", "streamlit", "run"]
+    assert Path(command[4]) == app_script() == APP.resolve()
+    assert "--server.address=127.0.0.1" in command and "--server.port=8599" in command
+    assert "--server.headless=true" in command
+    after = command[command.index("--") + 1 :]
+    assert after == ["--root", str(root.resolve()), str((root / "a.h5").resolve())]
+    config = parse_app_arguments(after)
+    assert config.root == root.resolve() and config.stores == ((root / "a.h5").resolve(),)
+
+
+def test_launcher_refuses_stores_outside_root(root: Path, tmp_path: Path) -> None:
+    outside = write_app_store(tmp_path / "outside.h5", n=30)
+    with pytest.raises(AppPathError, match="outside the app's root"):
+        app_arguments([str(outside)], root)
+    with pytest.raises(AppPathError, match="outside the app's root"):
+        app_arguments([str(root / ".." / outside.parent.name / "outside.h5")], root)
+    with pytest.raises(AppPathError, match="does not exist"):
+        resolve_store(root / "missing.h5", root)
+    with pytest.raises(AppPathError, match="not a folder"):
+        app_arguments([], root / "a.h5")
+    with pytest.raises(ValueError, match="not a TCP port"):
+        app_command([], root, port=0)
+    # The app itself refuses too (someone may run `streamlit run app/seviz_app.py -- ...` by hand).
+    with pytest.raises(AppPathError, match="outside"):
+        parse_app_arguments(["--root", str(root), str(outside)])
+
+
+def test_launcher_refuses_a_symlink_leaving_the_root(root: Path, tmp_path: Path) -> None:
+    outside = write_app_store(tmp_path / "secret.h5", n=30)
+    link = root / "link.h5"
+    link.symlink_to(outside)
+    try:
+        with pytest.raises(AppPathError, match="outside"):
+            resolve_store(link, root)
+        # Nor is it offered in the app's list of stores.
+        assert root.resolve() / "link.h5" not in find_stores(root)
+    finally:
+        link.unlink()
+
+
+def test_find_stores_lists_h5_files_under_root(root: Path) -> None:
+    (root / ".hidden").mkdir(exist_ok=True)
+    (root / ".hidden" / "skip.h5").write_bytes(b"")
+    names = [str(p.relative_to(root.resolve())) for p in find_stores(root)]
+    assert names == ["a.h5", "b.h5", "not_hdf5.h5", "other.h5", "partial/half.h5"]
+
+
+def test_launcher_import_does_not_load_streamlit() -> None:
+    code = "import sys, seviz.app.launcher; print('streamlit' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------- overview and errors
+
+
+def test_overview_shows_provenance_classes_blocks_and_skips(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _app(root, monkeypatch, "a.h5")
+    assert at.title[0].value == "Overview"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics == {
+        "Samples": "240",
+        "Classes": "3",
+        "SE blocks": "5",
+        "Skipped files": "1",
+        "Complete": "yes",
+    }
+    provenance, classes, blocks, skipped = (d.value for d in at.dataframe)
+    assert dict(zip(provenance["field"], provenance["value"], strict=True))["model"] == "planted_senet"
+    assert list(classes["class"]) == list(CLASSES)
+    assert list(classes["samples"]) == [80, 80, 80]
+    assert list(classes["id"]) == ["n00000000", "n00000001", "n00000002"]
+    assert list(blocks["block"]) == [b.name for b in BLOCKS]
+    assert list(blocks["channels"]) == [b.channels for b in BLOCKS]
+    assert list(skipped["path"]) == ["broken.jpg"]
+    assert at.json[0].value and json.loads(at.json[0].value)["crop"] == 224
+    assert not at.warning and not at.error
+
+
+def test_incomplete_store_is_shown_with_a_warning(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app(root, monkeypatch, "partial/half.h5")
+    assert "incomplete" in at.warning[0].value and "120 committed samples" in at.warning[0].value
+    assert {m.label: m.value for m in at.metric}["Complete"] == "no"
+    at.sidebar.radio(key="page").set_value("Distributions").run()
+    assert not at.exception and not at.error
+    assert [s.value for s in at.subheader] == PAPER_PRESENT
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("not_hdf5.h5", "is not a readable HDF5 file"), ("other.h5", "is not a seviz store")],
+)
+@pytest.mark.parametrize("page", ["Overview", "Distributions", "Depth view", "Pruning", "Attribution"])
+def test_a_file_that_is_not_a_store_shows_an_error_not_a_traceback(
+    root: Path, monkeypatch: pytest.MonkeyPatch, name: str, message: str, page: str
+) -> None:
+    at = _app(root, monkeypatch, name, page=page)
+    assert len(at.error) == 1
+    assert message in at.error[0].value and name in at.error[0].value
+    assert not at.exception
+
+
+def test_app_refuses_a_store_outside_its_root(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    outside = write_app_store(tmp_path / "outside.h5", n=30)
+    monkeypatch.setattr(sys, "argv", [str(APP), "--root", str(root), str(outside)])
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception
+    assert "outside the app's root" in at.error[0].value
+
+
+def test_store_selector_offers_named_stores_first_then_the_root(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _app(root, monkeypatch, "b.h5")
+    selector = at.sidebar.selectbox(key="store")
+    assert [str(Path(o)) for o in selector.options][:2] == ["b.h5", "a.h5"]
+    assert selector.value == (root / "b.h5").resolve()
+    selector.set_value((root / "a.h5").resolve()).run()
+    assert {m.label: m.value for m in at.metric}["SE blocks"] == "5"
+
+
+# ---------------------------------------------------------------- distributions
+
+
+def test_distributions_default_to_the_paper_blocks_and_draw_figure6(
+    root: Path, monkeypatch: pytest.MonkeyPatch, stats_a
+) -> None:
+    at = _app(root, monkeypatch, "a.h5", page="Distributions")
+    assert at.multiselect(key="dist_blocks").value == PAPER_PRESENT  # SE_1_1 is not one of the paper's
+    assert at.multiselect(key="dist_classes").value == list(CLASSES)
+    assert [s.value for s in at.subheader] == PAPER_PRESENT
+    charts = _charts(at)
+    assert len(charts) == len(PAPER_PRESENT)
+    for name, chart in zip(PAPER_PRESENT, charts, strict=True):
+        spec = _spec(chart)
+        assert spec["title"] == f"{name}: mean excitation per class"
+        # Hovering shows the channel and each class's value there.
+        tooltip = [t["title"] for t in spec["layer"][1]["encoding"]["tooltip"]]
+        assert tooltip == ["channel", *(f"{c}: mean excitation" for c in [*CLASSES, ALL_CLASSES])]
+        data = _chart_data(chart)
+        assert list(dict.fromkeys(data["class"])) == [*CLASSES, ALL_CLASSES]
+        block = stats_a.block(name)
+        hover = _chart_data(chart, "c0")  # one row per channel, one value column per class
+        for i, cls in enumerate([*CLASSES, ALL_CLASSES]):
+            np.testing.assert_allclose(hover[f"c{i}"], block.class_stats(cls).mean)
+        for cls in [*CLASSES, ALL_CLASSES]:
+            rows = data[data["class"] == cls]
+            assert list(rows["channel"]) == list(range(block.channels))
+            np.testing.assert_allclose(rows["mean"], block.class_stats(cls).mean)
+
+
+def test_distributions_classes_channels_and_sorting(
+    root: Path, monkeypatch: pytest.MonkeyPatch, stats_a
+) -> None:
+    at = _app(root, monkeypatch, "a.h5", page="Distributions")
+    at.multiselect(key="dist_blocks").set_value(["SE_4_6"])
+    at.multiselect(key="dist_classes").set_value(["pug", "goldfish"])
+    at.checkbox(key="dist_all").uncheck()
+    at.selectbox(key="dist_subset").set_value("indices").run()
+    at.text_input(key="dist_channels").input("0-3, 10")
+    at.selectbox(key="dist_sort").set_value("mean over all classes")
+    at.run()
+    (chart,) = _charts(at)
+    data = _chart_data(chart)
+    assert list(dict.fromkeys(data["class"])) == ["pug", "goldfish"]
+    mean_all = stats_a.block("SE_4_6").all.mean
+    expected = sorted([0, 1, 2, 3, 10], key=lambda c: -mean_all[c])
+    assert list(data[data["class"] == "pug"]["channel"]) == expected
+    assert "sorted by mean over all classes" in _spec(chart)["layer"][0]["encoding"]["x"]["title"]
+
+    at.radio(key="dist_view").set_value("Figure 7: mean ± std").run()
+    data = _chart_data(_charts(at)[0])
+    std = stats_a.block("SE_4_6").class_stats("pug").std
+    pug = data[data["class"] == "pug"]
+    np.testing.assert_allclose(pug["high"] - pug["mean"], std[pug["channel"]])
+
+    at.radio(key="dist_view").set_value("Histograms").run()
+    data = _chart_data(_charts(at)[0])
+    hist = stats_a.block("SE_4_6").class_stats("goldfish").histogram[[0, 1, 2, 3, 10]].sum(axis=0)
+    np.testing.assert_allclose(data[data["class"] == "goldfish"]["count"], hist)
+    assert np.isclose(data[data["class"] == "pug"]["share"].sum(), 1.0)
+
+    at.radio(key="dist_view").set_value("Violins").run()
+    assert len(_charts(at)) == 1 and not at.exception
+
+    at.text_input(key="dist_channels").input("ten").run()
+    assert "channels 'ten'" in at.error[0].value
+
+
+def test_distributions_paper_style_channel_subsets(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app(root, monkeypatch, "a.h5", page="Distributions")
+    at.multiselect(key="dist_blocks").set_value(["SE_4_6"])
+    at.selectbox(key="dist_subset").set_value("random N").run()
+    at.number_input(key="dist_count").set_value(5).run()
+    data = _chart_data(_charts(at)[0])
+    expected = select_channels(24, 5, how="random")  # what `seviz plot --channels 5 --random-channels` draws
+    assert list(data[data["class"] == ALL_CLASSES]["channel"]) == expected.tolist()
+    at.selectbox(key="dist_subset").set_value("first N").run()
+    data = _chart_data(_charts(at)[0])
+    assert list(data[data["class"] == ALL_CLASSES]["channel"]) == [0, 1, 2, 3, 4]
+    assert "24 channels (5 shown, channel order) · 3 classes and all" in _markdown(at)
+
+
+def test_a_control_change_does_not_read_the_samples_again(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fresh copy of the store, so its statistics are not cached by an earlier test.
+    path = write_app_store(root / "fresh.h5", seed=5)
+    reads = []
+    original = Store.iter_chunks
+
+    def counting(self, name, rows=8192):
+        reads.append(name)
+        yield from original(self, name, rows)
+
+    monkeypatch.setattr(Store, "iter_chunks", counting)
+    try:
+        at = _app(root, monkeypatch, "fresh.h5", page="Distributions")
+        first = len(reads)
+        assert first == len(BLOCKS)  # one pass per block
+        at.multiselect(key="dist_classes").set_value(["airliner"]).run()
+        at.selectbox(key="dist_sort").set_value("input dependence").run()
+        at.radio(key="dist_view").set_value("Histograms").run()
+        at.sidebar.radio(key="page").set_value("Depth view").run()
+        assert [s.value for s in at.subheader] == [] and len(at.dataframe) == 1
+        assert len(reads) == first
+    finally:
+        path.unlink()
+
+
+# ---------------------------------------------------------------- depth view
+
+
+def test_depth_view_orders_blocks_by_depth_with_specificity_and_identity(
+    root: Path, monkeypatch: pytest.MonkeyPatch, stats_a
+) -> None:
+    at = _app(root, monkeypatch, "a.h5", page="Depth view")
+    table = at.dataframe[0].value
+    assert list(table["block"]) == [b.name for b in BLOCKS]
+    for name in table["block"]:
+        row = table[table["block"] == name].iloc[0]
+        block = stats_a.block(name)
+        assert row["between-class share"] == pytest.approx(block.specificity.between_share)
+        assert row["centroid accuracy"] == pytest.approx(block.specificity.accuracy)
+        assert row["mean |1 - s|"] == pytest.approx(block.behaviour.mean_abs_deviation)
+    by_block = table.set_index("block")
+    assert by_block["between-class share"].idxmax() == "SE_4_6"  # the class-specific block
+    assert by_block["mean |1 - s|"].idxmin() == IDENTITY
+    assert by_block.loc[IDENTITY, "share >= 0.95"] == pytest.approx(1.0)
+    titles = [_spec(c)["title"] for c in _charts(at)]
+    assert titles == ["Class specificity per block", "Closeness to identity per block"]
+    assert list(dict.fromkeys(_chart_data(_charts(at)[0], "block")["block"])) == [b.name for b in BLOCKS]
+
+
+# ---------------------------------------------------------------- pruning
+
+
+@pytest.fixture
+def keep_downloads(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The in-memory media storage of AppTest runs, kept so downloads can be read after the run."""
+    import streamlit.testing.v1.app_test as app_test
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    kept: list = []
+
+    class Kept(MemoryMediaFileStorage):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            kept.append(self)
+
+    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", Kept)
+    return kept
+
+
+def _download(at, kept: list, key: str) -> str:
+    (button,) = [b for b in at.download_button if b.proto.id.endswith(key)]
+    content = kept[-1].get_file(button.proto.url.rsplit("/", 1)[1]).content
+    return content.decode("utf-8") if isinstance(content, bytes) else content
+
+
+def test_pruning_flags_the_planted_blocks_and_downloads_what_seviz_recommend_writes(
+    root: Path, monkeypatch: pytest.MonkeyPatch, keep_downloads: list
+) -> None:
+    at = _app(root, monkeypatch, "a.h5", page="Pruning")
+    table = at.table[0].value.set_index("block")
+    assert table.loc[IDENTITY, "verdict"] == "identity"
+    assert table.loc[CONSTANT, "verdict"] == "constant"
+    assert set(table.drop([IDENTITY, CONSTANT])["verdict"]) == {"keep"}
+    assert table.loc[IDENTITY, "mean |1 - s|"] < 0.002
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["identity"], metrics["constant"], metrics["keep"]) == ("1", "1", "3")
+    assert metrics["SE params removable"] == "1,120"  # SE_3_4 (300) + SE_5_2 (820)
+
+    expected = recommend(root / "a.h5", Thresholds())
+    assert _download(at, keep_downloads, "download_json") == expected.to_json()
+    assert _download(at, keep_downloads, "download_md") == expected.to_markdown()
+
+
+def test_pruning_thresholds_update_the_verdicts_live(
+    root: Path, monkeypatch: pytest.MonkeyPatch, keep_downloads: list
+) -> None:
+    at = _app(root, monkeypatch, "a.h5", page="Pruning")
+    # Demand gates closer to 1 than the planted identity block's (mean |1 - s| ~0.001): it is no
+    # longer identity, but its gates barely vary, so it becomes constant.
+    at.number_input(key="th_deviation").set_value(0.0005).run()
+    table = at.table[0].value.set_index("block")
+    assert table.loc[IDENTITY, "verdict"] == "constant"
+    thresholds = Thresholds(identity_max_deviation=0.0005)
+    assert (
+        json.loads(_download(at, keep_downloads, "download_json"))["thresholds"]["identity_max_deviation"]
+        == 0.0005
+    )
+    assert _download(at, keep_downloads, "download_json") == recommend(root / "a.h5", thresholds).to_json()
+    # A looser constant threshold turns the class-specific block into a constant one.
+    at.number_input(key="th_dependence").set_value(1.0).run()
+    assert at.table[0].value.set_index("block").loc["SE_4_6", "verdict"] == "constant"
+    # near_one changes the statistics; the download still equals seviz recommend's.
+    at.number_input(key="th_deviation").set_value(0.02)
+    at.number_input(key="th_dependence").set_value(0.001)
+    at.number_input(key="th_near_one").set_value(0.999).run()
+    thresholds = Thresholds(near_one=0.999)
+    assert _download(at, keep_downloads, "download_json") == recommend(root / "a.h5", thresholds).to_json()
+    # Half its gates are < 0.999, so it is no longer identity; they barely vary, so it is constant.
+    assert at.table[0].value.set_index("block").loc[IDENTITY, "verdict"] == "constant"
+
+
+# ---------------------------------------------------------------- attribution
+
+
+def test_attribution_ranks_channels_from_the_store(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app(root, monkeypatch, "a.h5", page="Attribution")
+    assert at.selectbox(key="attr_block").value == IDENTITY  # deepest block first
+    at.selectbox(key="attr_block").set_value("SE_4_6")
+    at.multiselect(key="attr_classes").set_value(["airliner"])
+    at.number_input(key="attr_k").set_value(5).run()
+    table = at.dataframe[0].value
+    with open_store(root / "a.h5") as store:
+        top = store.attributions()["SE_4_6"].top_channels("airliner", 5)
+    assert list(table["channel"]) == [c for c, _ in top]
+    np.testing.assert_allclose(table["attribution"], [v for _, v in top], rtol=1e-6)
+    assert "planted" in _markdown(at)
+
+
+def test_attribution_says_when_none_are_recorded(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app(root, monkeypatch, "b.h5", page="Attribution")
+    assert "No attributions are recorded in b.h5" in at.info[0].value
+    assert "seviz attribute" in at.info[0].value
+
+
+# ---------------------------------------------------------------- compare
+
+
+def test_compare_two_stores_side_by_side(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app(root, monkeypatch, "a.h5", "b.h5", page="Compare")
+    at.selectbox(key="compare_other").set_value((root / "b.h5").resolve()).run()
+    summary_a, _, summary_b, _, merged = (d.value for d in at.dataframe)
+    assert dict(zip(summary_a["field"], summary_a["value"], strict=True))["model"] == "planted_senet"
+    assert dict(zip(summary_b["field"], summary_b["value"], strict=True))["model"] == "pruned_senet"
+    assert "Only in a.h5: SE_5_2" in _markdown(at)
+    merged = merged.set_index("block")
+    assert list(merged.index) == [b.name for b in BLOCKS]
+    assert merged.loc[IDENTITY, "verdict (a.h5)"] == "identity"
+    assert merged.loc[CONSTANT, "verdict (b.h5)"] == "constant"
+    assert merged[["verdict (b.h5)"]].loc[IDENTITY].isna().all()
+    (chart,) = _charts(at)
+    assert set(_chart_data(chart, "store")["store"]) == {"a.h5", "b.h5"}
+    assert _spec(chart)["title"] == "SE_4_6: mean excitation over all classes"  # deepest common block
+
+
+def test_compare_shows_an_error_for_a_broken_second_store(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _app(root, monkeypatch, "a.h5", page="Compare")
+    at.selectbox(key="compare_other").set_value((root / "not_hdf5.h5").resolve()).run()
+    assert not at.exception
+    assert "not_hdf5.h5" in at.error[0].value
+
+
+def test_the_shown_command_writes_the_downloaded_files(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep_downloads: list
+) -> None:
+    at = _app(root, monkeypatch, "a.h5", page="Pruning")
+    at.number_input(key="th_deviation").set_value(0.0005)
+    at.number_input(key="th_near_one").set_value(0.999)
+    at.number_input(key="th_dependence").set_value(0.25).run()
+    words = shlex.split(at.code[0].value)
+    assert words[:3] == ["seviz", "recommend", "a.h5"] and "--identity-max-deviation" in words
+    assert words[words.index("--near-one") + 1] == "0.999"
+    out = tmp_path / "rec.json"
+    subprocess.run(
+        [sys.executable, "-m", "seviz", *words[1:], "--out", str(out)],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
+    assert out.read_text(encoding="utf-8") == _download(at, keep_downloads, "download_json")
+    assert out.with_suffix(".md").read_text(encoding="utf-8") == _download(at, keep_downloads, "download_md")
+    assert json.loads(out.read_text())["thresholds"]["constant_max_dependence"] == 0.25
+    assert json.loads(out.read_text())["thresholds"]["near_one"] == 0.999
+
+
+def test_markdown_download_is_readable_text(
+    root: Path, monkeypatch: pytest.MonkeyPatch, keep_downloads
+) -> None:
+    at = _app(root, monkeypatch, "a.h5", page="Pruning")
+    text = _download(at, keep_downloads, "download_md")
+    assert text.startswith("# SE block recommendation: planted_senet")
+    assert f"| {IDENTITY} | `layer4.1.se` | **identity** |" in text
