@@ -35,11 +35,12 @@ import fnmatch
 import logging
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from seviz._torch_utils import eval_mode, forward_hooks
 from seviz.errors import PruningError
 from seviz.models.pruned_weights import (
     AppliedEdit,
@@ -166,43 +167,40 @@ def prune(
     shapes = _gate_shapes(model, [gate for gate, _ in plan], input_size)
     device, dtype = _device_and_dtype(model)
     applied: list[AppliedEdit] = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for gate, edit in plan:
-                gate_shape = shapes[gate.name]
-                channels_last = len(gate_shape) == 3 and gate_shape[:2] == (1, 1) and gate_shape[2] > 1
-                channel_dim = -1 if channels_last else 1
-                if edit.action == "identity":
-                    replacement = "identity" if gate.scales_input else "ones_gate"
-                    values = torch.ones(gate.channels, device=device, dtype=dtype)
-                else:
-                    replacement = "channel_scale" if gate.scales_input else "constant_gate"
-                    values = torch.tensor(edit.scale, device=device, dtype=dtype)
-                if replacement == "identity":
-                    new: nn.Module = nn.Identity()
-                elif replacement == "channel_scale":
-                    new = ChannelScale(values, channel_dim)
-                else:
-                    new = ConstantGate(values, gate_shape)
-                set_module(model, gate.module_path, new.to(device))
-                applied.append(
-                    AppliedEdit(
-                        gate.name,
-                        gate.module_path,
-                        edit.action,
-                        replacement,
-                        None,
-                        gate.channels,
-                        channel_dim,
-                        gate_shape,
-                    )
+    # Stand-ins take the training flag of the module they replace; eval_mode restores the rest.
+    flags = {gate.module_path: model.get_submodule(gate.module_path).training for gate, _ in plan}
+    with eval_mode(model), torch.no_grad():
+        for gate, edit in plan:
+            gate_shape = shapes[gate.name]
+            channels_last = len(gate_shape) == 3 and gate_shape[:2] == (1, 1) and gate_shape[2] > 1
+            channel_dim = -1 if channels_last else 1
+            if edit.action == "identity":
+                replacement = "identity" if gate.scales_input else "ones_gate"
+                values = torch.ones(gate.channels, device=device, dtype=dtype)
+            else:
+                replacement = "channel_scale" if gate.scales_input else "constant_gate"
+                values = torch.tensor(edit.scale, device=device, dtype=dtype)
+            if replacement == "identity":
+                new: nn.Module = nn.Identity()
+            elif replacement == "channel_scale":
+                new = ChannelScale(values, channel_dim)
+            else:
+                new = ConstantGate(values, gate_shape)
+            set_module(model, gate.module_path, new.to(device).train(flags[gate.module_path]))
+            applied.append(
+                AppliedEdit(
+                    gate.name,
+                    gate.module_path,
+                    edit.action,
+                    replacement,
+                    None,
+                    gate.channels,
+                    channel_dim,
+                    gate_shape,
                 )
-            if fold and any(e.action == "constant" for e in applied):
-                applied = _fold_constants(model, applied, _probe_input(input_size, device, dtype))
-    finally:
-        model.train(was_training)
+            )
+        if fold and any(e.action == "constant" for e in applied):
+            applied = _fold_constants(model, applied, _probe_input(input_size, device, dtype))
     by_name = {g.name: g for g in gates}
     removed = sum(by_name[e.name].params for e in applied)
     removed -= sum(e.channels for e in applied if e.replacement != "identity")
@@ -443,23 +441,17 @@ def _gate_shapes(
     import torch
 
     shapes: dict[str, tuple[int, ...]] = {}
-    handles = []
-    was_training = model.training
-    try:
-        for gate in gates:
 
-            def hook(_module, _inputs, output, name=gate.name):
-                shapes.setdefault(name, tuple(int(v) for v in output.shape[1:]))
+    def hook_for(name: str) -> Callable[..., None]:
+        def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+            shapes.setdefault(name, tuple(int(v) for v in output.shape[1:]))
 
-            handles.append(model.get_submodule(gate.gate_path).register_forward_hook(hook))
-        model.eval()
-        device, dtype = _device_and_dtype(model)
-        with torch.no_grad():
-            model(_probe_input(input_size, device, dtype))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+        return hook
+
+    hooks = [(model.get_submodule(g.gate_path), hook_for(g.name)) for g in gates]
+    device, dtype = _device_and_dtype(model)
+    with forward_hooks(hooks), eval_mode(model), torch.no_grad():
+        model(_probe_input(input_size, device, dtype))
     missing = [g.name for g in gates if g.name not in shapes]
     if missing:
         raise PruningError(

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from seviz._torch_utils import eval_mode
+from seviz._torch_utils import eval_mode, forward_hooks
 from seviz.errors import NoSEBlocksError
 from seviz.se import discover_se_gates
 
@@ -62,21 +62,17 @@ def count_flops(model: nn.Module, input_size: Sequence[int]) -> int:
 
         return hook
 
-    handles = []
-    try:
-        for path, module in model.named_modules():
-            if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
-                handles.append(module.register_forward_hook(layer))
-            elif path in se_paths:
-                handles.append(module.register_forward_hook(elementwise(2)))
-            elif isinstance(module, (ChannelScale, ConstantGate)):
-                handles.append(module.register_forward_hook(elementwise(1)))
-        with eval_mode(model), torch.no_grad():
-            parameter = next(model.parameters(), None)
-            device = parameter.device if parameter is not None else "cpu"
-            dtype = parameter.dtype if parameter is not None else torch.float32
-            model(torch.zeros(1, *input_size, device=device, dtype=dtype))
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooks: list[tuple[nn.Module, Any]] = []
+    for path, module in model.named_modules():
+        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
+            hooks.append((module, layer))
+        elif path in se_paths:
+            hooks.append((module, elementwise(2)))
+        elif isinstance(module, (ChannelScale, ConstantGate)):
+            hooks.append((module, elementwise(1)))
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else "cpu"
+    dtype = parameter.dtype if parameter is not None else torch.float32
+    with forward_hooks(hooks), eval_mode(model), torch.no_grad():
+        model(torch.zeros(1, *input_size, device=device, dtype=dtype))
     return int(total)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seviz._torch_utils import eval_mode
+from seviz._torch_utils import eval_mode, forward_hooks
 from seviz.errors import EvaluationError
 from seviz.pruning.apply import AppliedEdit, PrunedModel, logits_of
 from seviz.pruning.counting import FLOPS_METHOD, count_flops, count_params
@@ -444,11 +444,8 @@ def _block_removed(model: nn.Module, gate: SEGate) -> Iterator[None]:
         # A block returning x * s gives back x; a module returning s gives a gate of ones.
         return inputs[0] if gate.scales_input else torch.ones_like(output)
 
-    handle = model.get_submodule(gate.module_path).register_forward_hook(passthrough)
-    try:
+    with forward_hooks([(model.get_submodule(gate.module_path), passthrough)]):
         yield
-    finally:
-        handle.remove()
 
 
 def _latencies(

@@ -70,9 +70,9 @@ def attribute(
     from captum.attr import LayerGradientXActivation
     from tqdm.auto import tqdm
 
+    from seviz._torch_utils import eval_mode, resolve_device
     from seviz.data import ImageItem, iterate_batches
     from seviz.models import load_model
-    from seviz.recording.session import resolve_device
     from seviz.se import discover_se_gates
 
     store_path = Path(store_path)
@@ -114,10 +114,8 @@ def attribute(
     sums = {g.name: np.zeros((len(class_order), g.channels), dtype=np.float64) for g in gates}
     counts = np.zeros(len(class_order), dtype=np.int64)
     position = {name: i for i, name in enumerate(class_order)}
-    was_training = loaded.model.training
-    loaded.model.eval()
     bar = tqdm(total=len(items), unit="img", desc="attributing", disable=not progress)
-    try:
+    with eval_mode(loaded.model), bar:
         for batch in iterate_batches(items, loaded.data_config, batch_size=batch_size):
             bar.update(batch.consumed)
             if batch.images is None:
@@ -131,9 +129,6 @@ def attribute(
                 per_image = values.detach().flatten(1).double().cpu().numpy()
                 np.add.at(sums[gate.name], slots, per_image)
             np.add.at(counts, slots, 1)
-    finally:
-        bar.close()
-        loaded.model.train(was_training)
     means = {name: total / np.maximum(counts, 1)[:, None] for name, total in sums.items()}
     write_attributions(
         store_path,

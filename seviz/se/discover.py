@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from seviz._torch_utils import eval_mode, forward_hooks
 from seviz.errors import NoSEBlocksError
 from seviz.se.adapters import SEAdapter, candidate_adapter, is_structural
 
@@ -114,31 +116,21 @@ def discover_se_gates(model: nn.Module, input_size: tuple[int, int, int] = (3, 2
     gate_shapes: dict[str, tuple[int, ...]] = {}
     input_shapes: dict[str, tuple[int, ...]] = {}
     order: list[str] = []
-    handles = []
-    try:
-        for path, module, adapter in candidates:
+    hooks: list[tuple[nn.Module, Callable[..., None]]] = []
+    for path, module, adapter in candidates:
 
-            def on_gate(_module, _inputs, output, path=path):
-                gate_shapes[path] = tuple(output.shape)
-                order.append(path)
+        def on_gate(_module, _inputs, output, path=path):
+            gate_shapes[path] = tuple(output.shape)
+            order.append(path)
 
-            def on_block(_module, inputs, _output, path=path):
-                input_shapes[path] = tuple(inputs[0].shape) if inputs else ()
+        def on_block(_module, inputs, _output, path=path):
+            input_shapes[path] = tuple(inputs[0].shape) if inputs else ()
 
-            handles.append(adapter.gate_of(module).register_forward_hook(on_gate))
-            handles.append(module.register_forward_hook(on_block))
-        was_training = model.training
-        model.eval()
-        try:
-            parameter = next(model.parameters(), None)
-            device = parameter.device if parameter is not None else torch.device("cpu")
-            with torch.no_grad():
-                model(torch.zeros(1, *input_size, device=device))
-        finally:
-            model.train(was_training)
-    finally:
-        for handle in handles:
-            handle.remove()
+        hooks += [(adapter.gate_of(module), on_gate), (module, on_block)]
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    with forward_hooks(hooks), eval_mode(model), torch.no_grad():
+        model(torch.zeros(1, *input_size, device=device))
 
     by_path = {path: (module, adapter) for path, module, adapter in candidates}
     accepted: dict[str, int] = {}

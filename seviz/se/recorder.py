@@ -9,9 +9,11 @@ and restores the model's train/eval mode. After each forward pass
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from seviz._torch_utils import eval_mode, forward_hooks
 from seviz.se.discover import SEGate
 
 if TYPE_CHECKING:
@@ -34,18 +36,18 @@ class Recorder:
         self.gates = list(gates)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._captured: dict[str, torch.Tensor] = {}
-        self._was_training: bool | None = None
+        self._stack: contextlib.ExitStack | None = None
 
     def __enter__(self) -> Recorder:
-        self._was_training = self.model.training
-        self.model.eval()
+        stack = contextlib.ExitStack()
         try:
-            for gate in self.gates:
-                module = self.model.get_submodule(gate.gate_path)
-                self._handles.append(module.register_forward_hook(self._hook_for(gate.name)))
+            stack.enter_context(eval_mode(self.model))
+            hooks = ((self.model.get_submodule(g.gate_path), self._hook_for(g.name)) for g in self.gates)
+            self._handles = list(stack.enter_context(forward_hooks(hooks)))
         except BaseException:
-            self.__exit__(None, None, None)
+            stack.close()
             raise
+        self._stack = stack
         return self
 
     def _hook_for(self, name: str):
@@ -71,7 +73,7 @@ class Recorder:
         return captured
 
     def remove_hooks(self) -> None:
-        """Remove every hook; safe to call more than once."""
+        """Remove every hook; safe to call more than once (the mode is restored on exit)."""
         while self._handles:
             self._handles.pop().remove()
 
@@ -85,6 +87,6 @@ class Recorder:
             self.remove_hooks()
         finally:
             self._captured.clear()
-            if self._was_training is not None:
-                self.model.train(self._was_training)
-                self._was_training = None
+            stack, self._stack = self._stack, None
+            if stack is not None:
+                stack.close()  # removes any hook left and restores each submodule's training flag
