@@ -267,6 +267,24 @@ class StoreStatistics:
             "blocks": {name: block.to_dict(per_class) for name, block in self.blocks.items()},
         }
 
+    def summary(self) -> str:
+        """The per-block table ``seviz analyze`` prints: specificity and gate behaviour, in depth order."""
+        lines = [
+            f"{'block':8} {'channels':>8} {'specificity':>11} {'chance':>6} {'var-ratio':>9} "
+            f"{'mean|1-s|':>9} {'>=0.95':>6} {'input-dep':>9}"
+        ]
+        for name, block in self.blocks.items():
+            sp, gb = block.specificity, block.behaviour
+            lines.append(
+                f"{name:8} {block.channels:>8} {sp.accuracy:>11.3f} {sp.chance:>6.3f} {sp.variance_ratio:>9.3f} "
+                f"{gb.mean_abs_deviation:>9.4f} {gb.fraction_near_one:>6.3f} {gb.input_dependence:>9.4f}"
+            )
+        lines.append(
+            f"specificity: {self.settings.folds}-fold nearest-centroid accuracy of the class from the "
+            "excitation vector"
+        )
+        return "\n".join(lines)
+
 
 def _unknown(kind: str, name: str, known: list[str], where: str) -> str:
     close = difflib.get_close_matches(name, known, n=1)

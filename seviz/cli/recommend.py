@@ -37,6 +37,6 @@ def run(args: argparse.Namespace) -> int:
     }
     recommendation = recommend(args.store, Thresholds(**overrides))
     json_path, md_path = recommendation.write(args.out, overwrite=args.overwrite)
-    print(recommendation.to_markdown())
+    print(recommendation.summary())
     print(f"wrote {json_path} and {md_path}")
     return 0

@@ -151,6 +151,10 @@ class Recommendation:
         """The JSON text written to ``rec.json`` (deterministic; ends with a newline)."""
         return json.dumps(self.to_dict(), sort_keys=True, indent=2, allow_nan=False) + "\n"
 
+    def summary(self) -> str:
+        """What ``seviz recommend`` prints: the verdict table (the same as ``rec.md``)."""
+        return self.to_markdown()
+
     def to_markdown(self) -> str:
         """The same verdicts as a Markdown table a person reads."""
         t, s = self.thresholds, self.store
