@@ -30,7 +30,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -326,7 +326,7 @@ class Preprocessing:
 
     config: dict[str, Any]
     sources: dict[str, str]
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """One line: the values, then which layer gave which keys."""
@@ -453,8 +453,3 @@ def _show(value: Any) -> str:
 def config_json(config: Mapping[str, Any]) -> dict[str, Any]:
     """A data config as JSON gives it back (lists, not tuples), for comparing with a stored one."""
     return json.loads(json.dumps(dict(config)))
-
-
-def _clean_data_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A full, checked data config from a partial one (the ImageNet default fills the rest)."""
-    return resolve_preprocessing(config, explain_defaults=False).config
