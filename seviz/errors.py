@@ -29,6 +29,10 @@ class DataError(SevizError, ValueError):
     """The data folder cannot provide the requested images."""
 
 
+class DataConfigError(SevizError, ValueError):
+    """A preprocessing value (flag, ``--data-config`` file, argument or model config) is unusable."""
+
+
 class NoSEBlocksError(SevizError, ValueError):
     """The model has no Squeeze-and-Excitation gate seviz can find."""
 

@@ -87,6 +87,8 @@ def store_identity(store: Store) -> dict[str, Any]:
         "dtype": str(attrs.get("dtype", "")),
         "precision": str(attrs.get("precision", "fp32")),
         "gate_error_max_abs": float(store.json_attr("gate_error", {}).get("max_abs", 0.0) or 0.0),
+        # so that pruning and evaluating from a recommendation see images as they were recorded
+        "preprocessing": store.json_attr("preprocessing", {}) or {},
     }
 
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from seviz.models import LoadedModel
+    from seviz.models import DataConfigRequest, LoadedModel
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, weights_default: str = "pretrained") -> None:
-    """``--model``, ``--weights``, ``--num-classes`` and ``--class-names``."""
+def add_model_arguments(
+    parser: argparse.ArgumentParser, weights_default: str = "pretrained", store_default: bool = False
+) -> None:
+    """``--model``, ``--weights``, ``--num-classes``, ``--class-names`` and the preprocessing flags.
+
+    ``store_default``: the command takes a store's preprocessing by default (its help says so).
+    """
     parser.add_argument(
         "--model",
         required=True,
@@ -24,6 +29,38 @@ def add_model_arguments(parser: argparse.ArgumentParser, weights_default: str = 
     )
     parser.add_argument("--num-classes", type=int, default=None, help="outputs of your own model")
     parser.add_argument("--class-names", default=None, help="comma-separated output names of your own model")
+    add_preprocessing_arguments(parser, store_default)
+
+
+def add_preprocessing_arguments(parser: argparse.ArgumentParser, store_default: bool = False) -> None:
+    """timm ``validate.py``'s preprocessing flags and ``--data-config FILE``.
+
+    Values are parsed as text and checked by :mod:`seviz.models.preprocessing`, so a
+    bad one is a seviz error naming the flag and the fix.
+    """
+    default = (
+        "the store's (STORE or --store, or the one a --recommendation was made from), else "
+        if store_default
+        else ""
+    )
+    group = parser.add_argument_group(
+        "preprocessing",
+        f"default: {default}the model's own config (timm pretrained_cfg; a user model's pretrained_cfg or "
+        "default_cfg dict), else ImageNet's. Flags win over --data-config, which wins over the rest",
+    )
+    group.add_argument("--input-size", nargs="+", metavar="N", help="model input C H W, e.g. 3 32 32")
+    group.add_argument("--mean", nargs="+", metavar="X", help="per-channel mean R G B, e.g. 0.49 0.48 0.45")
+    group.add_argument("--std", nargs="+", metavar="X", help="per-channel std R G B (positive)")
+    group.add_argument("--crop-pct", metavar="F", help="centre-crop fraction in (0, 1] (1.0 for CIFAR)")
+    group.add_argument("--crop-mode", metavar="MODE", help="center, squash or border")
+    group.add_argument(
+        "--interpolation", metavar="NAME", help="bilinear, bicubic, nearest, lanczos, box or hamming"
+    )
+    group.add_argument(
+        "--data-config",
+        metavar="FILE",
+        help="JSON object with any of input_size, mean, std, crop_pct, crop_mode, interpolation",
+    )
 
 
 def split_list(text: str | None) -> list[str] | None:
@@ -31,8 +68,34 @@ def split_list(text: str | None) -> list[str] | None:
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
 
-def load_model_from_args(args: argparse.Namespace, weights: str | None = None) -> LoadedModel:
-    """The model named by --model, with ``weights`` (default --weights) and the class options."""
+def data_config_from_args(
+    args: argparse.Namespace, recorded: tuple[str, dict[str, Any]] | None = None
+) -> DataConfigRequest:
+    """The preprocessing flags and ``--data-config`` file (checked), over ``recorded`` (origin, config)."""
+    from seviz.models import DATA_CONFIG_KEYS, DataConfigRequest
+    from seviz.models.preprocessing import FROM_FLAGS
+
+    request = DataConfigRequest.build(
+        values={key: getattr(args, key, None) for key in DATA_CONFIG_KEYS},
+        file=getattr(args, "data_config", None),
+        values_origin=FROM_FLAGS,
+    )
+    return request.over(*recorded) if recorded else request
+
+
+def load_model_from_args(
+    args: argparse.Namespace, weights: str | None = None, data_config: DataConfigRequest | None = None
+) -> LoadedModel:
+    """The model named by --model, with ``weights`` (default --weights), the class options and preprocessing.
+
+    ``data_config`` defaults to the preprocessing flags (:func:`data_config_from_args`).
+    """
     from seviz.models import load_model
 
-    return load_model(args.model, weights or args.weights, args.num_classes, split_list(args.class_names))
+    return load_model(
+        args.model,
+        weights or args.weights,
+        args.num_classes,
+        split_list(args.class_names),
+        data_config=data_config if data_config is not None else data_config_from_args(args),
+    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from seviz.cli._common import add_preprocessing_arguments, data_config_from_args
+
 HELP = "captum: which gate channels drive each class, into the store"
 
 
@@ -17,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
+    add_preprocessing_arguments(parser, store_default=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,9 +33,10 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         progress=not args.no_progress,
+        data_config=data_config_from_args(args),
     )
     print(
         f"attributed {summary.images} images of {len(summary.classes)} classes over {summary.blocks} blocks "
-        f"into {summary.store}\nmethod: {summary.method}"
+        f"into {summary.store}\nmethod: {summary.method}\npreprocessing: {summary.preprocessing}"
     )
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from seviz.cli._common import add_model_arguments, load_model_from_args
+from seviz.cli._common import add_model_arguments, data_config_from_args, load_model_from_args
 from seviz.errors import UsageError
 
 if TYPE_CHECKING:
@@ -17,12 +17,17 @@ HELP = "measure what an edit costs: accuracy, agreement, KL, params, FLOPs"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_arguments(parser)
+    add_model_arguments(parser, store_default=True)
     edited = parser.add_mutually_exclusive_group()
     edited.add_argument("--pruned", help="a pruned model from `seviz prune`")
     edited.add_argument("--blocks", help="block globs to remove in memory, e.g. 'SE_5_*'")
     edited.add_argument("--recommendation", help="apply a rec.json in memory")
     parser.add_argument("--data", required=True, help="labelled image folder (class folders or ImageNet val)")
+    parser.add_argument(
+        "--store",
+        default=None,
+        help="a store: evaluate with the preprocessing it was recorded with (the flags below override it)",
+    )
     parser.add_argument("--classes", default=None, help="restrict to these classes (default: all found)")
     parser.add_argument("--images-per-class", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -44,19 +49,21 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from seviz.data import find_images
-    from seviz.pruning import evaluate, prune_blocks, prune_from_recommendation
+    from seviz.pruning import evaluate, prune_blocks, prune_from_recommendation, recorded_preprocessing
 
-    loaded = load_model_from_args(args)
+    # A store's preprocessing (--store, or the one the recommendation was made from) unless told otherwise.
+    request = data_config_from_args(args, recorded_preprocessing(args.store, args.recommendation))
+    loaded = load_model_from_args(args, data_config=request)
     items = find_images(args.data, loaded, args.classes, args.images_per_class)
     edited: nn.Module | PrunedModel
     if args.pruned:
-        edited = load_model_from_args(args, args.pruned).model
+        edited = load_model_from_args(args, args.pruned, request).model
     elif args.recommendation:
         edited = prune_from_recommendation(loaded, args.recommendation)
     elif args.blocks:
         edited = prune_blocks(loaded, args.blocks)
     elif args.per_block:
-        edited = load_model_from_args(args).model
+        edited = load_model_from_args(args, data_config=request).model
     else:
         raise UsageError(
             "nothing to compare: pass --pruned FILE, --blocks GLOBS, --recommendation rec.json or --per-block"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from seviz.cli._common import add_model_arguments, split_list
+from seviz.cli._common import add_model_arguments, data_config_from_args, split_list
 
 HELP = "record SE gates of a model on images into an HDF5 store"
 
@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         command=shlex.join(["seviz", *args.argv]),
         decode=args.decode,
         writer=args.writer,
+        data_config=data_config_from_args(args),
     )
     print(
         f"store:    {summary.store}\n"
@@ -90,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
         f"blocks:   {summary.blocks}\n"
         f"samples:  {summary.samples}\n"
         f"skipped:  {summary.skipped} unreadable files\n"
-        f"speed:    {summary.images_per_second:.1f} images/s"
+        f"speed:    {summary.images_per_second:.1f} images/s\n"
+        f"preprocessing: {summary.preprocessing}"
     )
+    for note in summary.preprocessing_notes:
+        print(f"note: {note}")
     return 0

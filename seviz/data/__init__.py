@@ -7,8 +7,8 @@ Rooms: :mod:`~seviz.data.images` (decode one file to RGB, a leaf),
 """
 
 from seviz.data.folders import VAL_SOLUTION, ImageItem, find_images
-from seviz.data.images import IMAGE_SUFFIXES, load_rgb
-from seviz.data.loader import Batch, decoding_workers, iterate_batches, make_transform
+from seviz.data.images import IMAGE_SUFFIXES, image_size, load_rgb
+from seviz.data.loader import Batch, decoding_workers, iterate_batches, make_transform, upscaling_note
 from seviz.errors import ClassResolutionError, DataError
 
 __all__ = [
@@ -20,7 +20,9 @@ __all__ = [
     "ImageItem",
     "decoding_workers",
     "find_images",
+    "image_size",
     "iterate_batches",
     "load_rgb",
     "make_transform",
+    "upscaling_note",
 ]

@@ -19,6 +19,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from seviz.errors import DataError
+
 if TYPE_CHECKING:
     import torch
 
@@ -53,6 +55,27 @@ def _decode_one(data: torch.Tensor, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).to(device)
 
 
+_TENSOR_INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+
+
+def check_preprocessing(data_config: dict[str, Any]) -> None:
+    """Refuse preprocessing the on-device path does not reproduce (it resizes and centre-crops squares).
+
+    Raises:
+        DataError: A crop mode other than ``center``, a non-square input size, or an
+            interpolation tensors do not have (box, hamming, lanczos are PIL's).
+    """
+    _, height, width = (int(v) for v in data_config["input_size"])
+    mode = data_config.get("crop_mode", "center")
+    interpolation = data_config.get("interpolation", "bilinear")
+    if mode != "center" or height != width or interpolation not in _TENSOR_INTERPOLATIONS:
+        raise DataError(
+            "--decode gpu reproduces timm's centre crop of a square input with bilinear, bicubic or nearest "
+            f"resizing only; this preprocessing has crop mode {mode!r}, input {height}x{width} and "
+            f"{interpolation} resizing: use --decode cpu"
+        )
+
+
 def preprocess(image: torch.Tensor, data_config: dict[str, Any]) -> torch.Tensor:
     """Resize, centre-crop and normalise one (3, H, W) uint8 image like timm's eval transform."""
     import torch
@@ -61,9 +84,7 @@ def preprocess(image: torch.Tensor, data_config: dict[str, Any]) -> torch.Tensor
 
     size = int(data_config["input_size"][-1])
     scale = math.floor(size / float(data_config.get("crop_pct", 1.0)))
-    mode = {"bicubic": InterpolationMode.BICUBIC, "nearest": InterpolationMode.NEAREST}.get(
-        str(data_config.get("interpolation", "bilinear")), InterpolationMode.BILINEAR
-    )
+    mode = InterpolationMode(str(data_config.get("interpolation", "bilinear")))
     image = F.resize(image, [scale], interpolation=mode, antialias=True)
     image = F.center_crop(image, [size, size])
     image = image.float().div_(255)
@@ -82,6 +103,7 @@ def decode_batch(
     """
     import torch
 
+    check_preprocessing(data_config)
     decoded: dict[int, torch.Tensor] = {}
     jpegs = [i for i, data in enumerate(encoded) if bytes(data[:2].tolist()) == _JPEG_MAGIC]
     if device.type == "cuda" and len(jpegs) > 1:

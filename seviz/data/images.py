@@ -34,3 +34,14 @@ def load_rgb(path: str | Path | BinaryIO) -> Image.Image:
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image.convert("RGBA"))
     return image.convert("RGB")
+
+
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) from the file's header (PIL opens lazily: no pixel is decoded); None if unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as opened:
+            return opened.size
+    except Exception:  # any unreadable file: the decoder reports it when the image is loaded
+        return None

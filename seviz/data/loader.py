@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from seviz.data.folders import ImageItem
-from seviz.data.images import load_rgb
+from seviz.data.images import image_size, load_rgb
 from seviz.errors import DataError
 
 if TYPE_CHECKING:
@@ -44,6 +45,35 @@ def make_transform(data_config: dict[str, Any]):
 
     keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
     return create_transform(**{k: data_config[k] for k in keys if k in data_config}, is_training=False)
+
+
+def upscaling_note(items: Sequence[ImageItem], data_config: dict[str, Any], sample: int = 64) -> str | None:
+    """A warning when the images are much smaller than the model's input (so they are upscaled).
+
+    Reads the headers of up to ``sample`` files spread over ``items``; warns when
+    their median shorter side is under half the input's shorter side.
+
+    Returns:
+        The warning in plain words, with the flags that change the input size, or None.
+    """
+    if not items:
+        return None
+    step = max(1, len(items) // sample)
+    sizes = [image_size(item.path) for item in items[::step][:sample]]
+    sides = [min(size) for size in sizes if size]
+    if not sides:
+        return None
+    median = int(statistics.median(sides))
+    _, height, width = (int(v) for v in data_config["input_size"])
+    if median * 2 >= min(height, width):
+        return None
+    return (
+        f"the images are being upscaled: their median shorter side is {median} px ({len(sides)} of "
+        f"{len(items):,} files sampled), under half of the model input {height}x{width}, so each is enlarged "
+        f"about {min(height, width) / max(median, 1):.0f}x before the model sees it. If the model was trained on "
+        f"images this small, pass --input-size 3 {median} {median} with its --mean and --std "
+        "(or a --data-config FILE)"
+    )
 
 
 class _ImageDataset:

@@ -9,22 +9,32 @@ rebuilds a pruned network), :mod:`~seviz.models.preprocessing` (data configs),
 :mod:`~seviz.models.demo_network` (the shipped CIFAR-10 SE-ResNet-50).
 """
 
-from seviz.errors import ClassResolutionError, ModelLoadError
+from seviz.errors import ClassResolutionError, DataConfigError, ModelLoadError
 from seviz.models.builders import MODEL_ALIASES, imagenet_names
 from seviz.models.classes import ClassRef, ClassSpace, resolve_classes, split_class_list
 from seviz.models.loaded import LoadedModel
-from seviz.models.preprocessing import IMAGENET_DEFAULT_CFG
+from seviz.models.preprocessing import (
+    DATA_CONFIG_KEYS,
+    IMAGENET_DEFAULT_CFG,
+    DataConfigRequest,
+    Preprocessing,
+    resolve_preprocessing,
+)
 from seviz.models.registry import load_model, register_model_builder
 from seviz.models.weights import file_sha256, load_weights_file, read_state_dict
 
 __all__ = [
+    "DATA_CONFIG_KEYS",
     "IMAGENET_DEFAULT_CFG",
     "MODEL_ALIASES",
     "ClassRef",
     "ClassResolutionError",
     "ClassSpace",
+    "DataConfigError",
+    "DataConfigRequest",
     "LoadedModel",
     "ModelLoadError",
+    "Preprocessing",
     "file_sha256",
     "imagenet_names",
     "load_model",
@@ -32,5 +42,6 @@ __all__ = [
     "read_state_dict",
     "register_model_builder",
     "resolve_classes",
+    "resolve_preprocessing",
     "split_class_list",
 ]

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 from seviz.errors import ModelLoadError
 from seviz.models.loaded import LoadedModel
-from seviz.models.preprocessing import IMAGENET_DEFAULT_CFG, _clean_data_config
+from seviz.models.preprocessing import model_data_config
 from seviz.models.weights import _apply_weights, _state_dict_sha256, file_sha256, load_weights_file
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def _build_demo(
     else:
         source, sha, file_sha = _apply_weights(model, weights)
     names = tuple(config["class_names"])
-    data_config = _clean_data_config(dict(config["pretrained_cfg"]))  # the shipped JSON holds lists
+    data_config = dict(config["pretrained_cfg"])  # load_model resolves it (the shipped JSON holds lists)
     return LoadedModel(model, spec, spec, source, sha, names, None, data_config, file_sha)
 
 
@@ -150,9 +150,9 @@ def _build_factory(
         )
     source, sha, file_sha = _apply_weights(model, weights)
     names, ids = _head_classes(model, num_classes or _num_outputs(model), class_names)
-    data_config = dict(IMAGENET_DEFAULT_CFG)
-    data_config.update(getattr(model, "pretrained_cfg", None) or {})
-    return LoadedModel(model, spec, spec, source, sha, names, ids, _clean_data_config(data_config), file_sha)
+    # The model's own timm-style pretrained_cfg / default_cfg, if any; load_model fills the rest.
+    data_config = model_data_config(model)
+    return LoadedModel(model, spec, spec, source, sha, names, ids, data_config, file_sha)
 
 
 def _is_torchvision(spec: str) -> bool:
@@ -173,7 +173,7 @@ def _build_torchvision(
         raise ModelLoadError(
             f"unknown torchvision model {name!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
         )
-    data_config = dict(IMAGENET_DEFAULT_CFG)
+    data_config: dict[str, Any] = {}  # without torchvision's weights, none of its own
     kwargs: dict[str, Any] = {"num_classes": num_classes} if num_classes else {}
     if weights == "pretrained":
         entry = torchvision.models.get_model_weights(name).DEFAULT
@@ -187,7 +187,7 @@ def _build_torchvision(
         model = torchvision.models.get_model(name, weights=None, **kwargs)
         source, sha, file_sha = _apply_weights(model, weights)
     names, ids = _head_classes(model, num_classes or _num_outputs(model), class_names)
-    return LoadedModel(model, spec, spec, source, sha, names, ids, _clean_data_config(data_config), file_sha)
+    return LoadedModel(model, spec, spec, source, sha, names, ids, data_config, file_sha)
 
 
 def _torchvision_transform_cfg(entry: Any) -> dict[str, Any]:
@@ -230,11 +230,11 @@ def _build_timm(
     else:
         model = timm.create_model(name, pretrained=False, **kwargs)
         source, sha, file_sha = _apply_weights(model, weights)
-    from timm.data import resolve_data_config
+    from timm.data import resolve_model_data_config
 
-    data_config = resolve_data_config({}, model=model)
+    data_config = resolve_model_data_config(model)
     names, ids = _head_classes(model, _num_outputs(model), class_names)
-    return LoadedModel(model, spec, name, source, sha, names, ids, _clean_data_config(data_config), file_sha)
+    return LoadedModel(model, spec, name, source, sha, names, ids, data_config, file_sha)
 
 
 def _unavailable(name: str, error: Exception) -> ModelLoadError:

@@ -29,7 +29,13 @@ class LoadedModel:
         class_names: One name per output, in output order.
         class_ids: WordNet ids for ImageNet outputs, else ``None``.
         data_config: timm-style preprocessing (input_size, interpolation,
-            crop_pct, crop_mode, mean, std).
+            crop_pct, crop_mode, mean, std); a builder gives the model's own
+            (possibly partial) config, :func:`~seviz.models.load_model` the resolved one
+            (see :mod:`seviz.models.preprocessing`).
+        preprocessing_source: Where each ``data_config`` value came from
+            (``flags``, ``argument``, ``file:PATH``, ``store:PATH``, ``model``, ``default``).
+        preprocessing_notes: Plain-words warnings about the preprocessing (a fallback
+            to the ImageNet default), each naming the flags that change it.
     """
 
     model: nn.Module
@@ -41,6 +47,8 @@ class LoadedModel:
     class_ids: tuple[str, ...] | None
     data_config: dict[str, Any] = field(default_factory=dict)
     weights_file_sha256: str | None = None
+    preprocessing_source: dict[str, str] = field(default_factory=dict)
+    preprocessing_notes: tuple[str, ...] = ()
 
     @property
     def is_imagenet(self) -> bool:
@@ -60,4 +68,6 @@ class LoadedModel:
             "weights_file_sha256": self.weights_file_sha256,
             "num_classes": len(self.class_names),
             "preprocessing": self.data_config,
+            "preprocessing_source": self.preprocessing_source,
+            "preprocessing_notes": list(self.preprocessing_notes),
         }

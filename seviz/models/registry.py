@@ -14,21 +14,29 @@
 ``HF_HUB_OFFLINE=1`` is honoured), ``random`` (seeded: the same network on
 every call), or a file (``.safetensors``, or ``.pt``/``.pth`` read with
 ``torch.load(weights_only=True)``).
+
+``data_config`` sets the preprocessing (see :mod:`seviz.models.preprocessing`):
+explicit values > a ``--data-config`` file > a store's recorded preprocessing >
+the model's own config > the ImageNet default.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
 
 from seviz.errors import ModelLoadError
 from seviz.models.builders import BUILT_IN, FALLBACK
 from seviz.models.loaded import LoadedModel
+from seviz.models.preprocessing import (
+    FROM_MODEL,
+    DataConfigLike,
+    DataConfigRequest,
+    as_request,
+    resolve_preprocessing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +68,7 @@ def load_model(
     num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
     device: str = "cpu",
+    data_config: DataConfigLike = None,
 ) -> LoadedModel:
     """Build a model from a spec and load its weights.
 
@@ -69,14 +78,21 @@ def load_model(
         num_classes: Output size for a user's model, or to override timm's head.
         class_names: Names of the outputs (for non-ImageNet models).
         device: Where to put the model.
+        data_config: Preprocessing to use instead of the model's own: a mapping
+            with any of ``input_size``, ``mean``, ``std``, ``crop_pct``, ``crop_mode``,
+            ``interpolation``; a JSON file with those keys; or a
+            :class:`~seviz.models.preprocessing.DataConfigRequest`.
 
     Returns:
-        The model in eval mode, with provenance.
+        The model in eval mode, with provenance; ``data_config`` is the resolved
+        preprocessing and ``preprocessing_source`` says where each value came from.
 
     Raises:
         ModelLoadError: Unknown model, unavailable pretrained weights, or a weights
             file that does not fit the model.
+        DataConfigError: A bad ``data_config`` (raised before any model is built).
     """
+    request = as_request(data_config)  # a bad value fails here, before any model work
     if not spec or not spec.strip():
         raise ModelLoadError("--model is empty; name a model such as se_resnet50 or se_resnet50_cifar10")
     spec = spec.strip()
@@ -93,4 +109,25 @@ def load_model(
     else:
         loaded = build(spec, weights=weights, num_classes=num_classes, class_names=class_names)
     loaded.model.to(device).eval()
-    return loaded
+    return _with_preprocessing(loaded, request, explain_defaults=weights != "random")
+
+
+def _with_preprocessing(
+    loaded: LoadedModel, request: DataConfigRequest, explain_defaults: bool
+) -> LoadedModel:
+    """``loaded`` with its resolved preprocessing, its sources and notes; says so in the log."""
+    resolved = resolve_preprocessing(
+        loaded.data_config, request, model=f"the model {loaded.spec!r}", explain_defaults=explain_defaults
+    )
+    for note in resolved.notes:
+        log.warning("%s", note)
+    told = any(origin != FROM_MODEL for origin in resolved.sources.values())
+    log.log(
+        logging.INFO if told else logging.DEBUG, "preprocessing of %s: %s", loaded.spec, resolved.describe()
+    )
+    return dataclasses.replace(
+        loaded,
+        data_config=resolved.config,
+        preprocessing_source=resolved.sources,
+        preprocessing_notes=resolved.notes,
+    )

@@ -21,7 +21,7 @@ from seviz.pruning.recommendation import (
     load_recommendation,
     recommend,
 )
-from seviz.pruning.verify import EvaluationReport, compare_models, evaluate
+from seviz.pruning.verify import EvaluationReport, compare_models, evaluate, recorded_preprocessing
 
 __all__ = [
     "VERDICTS",
@@ -44,6 +44,7 @@ __all__ = [
     "prune_from_recommendation",
     "read_saved_edits",
     "recommend",
+    "recorded_preprocessing",
     "save_pruned",
     "select_blocks",
 ]

@@ -31,10 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seviz._torch_utils import eval_mode, forward_hooks
-from seviz.errors import EvaluationError
+from seviz.errors import EvaluationError, StoreError
+from seviz.models.preprocessing import STORE_PREFIX, describe_preprocessing
+from seviz.pruning._from_recommendation import load_recommendation
 from seviz.pruning.apply import AppliedEdit, PrunedModel, logits_of
 from seviz.pruning.counting import FLOPS_METHOD, count_flops, count_params
 from seviz.se import SEGate, discover_se_gates
+from seviz.store import open_store
 
 if TYPE_CHECKING:
     import torch
@@ -108,6 +111,9 @@ class EvaluationReport:
     latency_repeats: int = 0
     device: str = "cpu"
     flops_method: str = FLOPS_METHOD
+    preprocessing: dict[str, Any] = dataclasses.field(default_factory=dict)
+    preprocessing_source: dict[str, str] = dataclasses.field(default_factory=dict)
+    preprocessing_notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The figures as JSON-ready data (accuracies and agreement are fractions in [0, 1])."""
@@ -140,6 +146,11 @@ class EvaluationReport:
                 "device": self.device,
             },
             "flops_method": self.flops_method,
+            "preprocessing": {
+                "config": dict(self.preprocessing),
+                "source": dict(self.preprocessing_source),
+                "notes": list(self.preprocessing_notes),
+            },
             "seviz_version": __version__,
         }
 
@@ -187,6 +198,11 @@ class EvaluationReport:
             )
         if self.skipped:
             lines.append(f"{len(self.skipped)} unreadable images skipped")
+        if self.preprocessing:
+            lines.append(
+                f"preprocessing: {describe_preprocessing(self.preprocessing, self.preprocessing_source)}"
+            )
+        lines += [f"note: {note}" for note in self.preprocessing_notes]
         if self.per_block:
             lines.append("remove only this block:")
             width = max(len(b.name) for b in self.per_block)
@@ -234,13 +250,16 @@ def evaluate(
     """
     import torch
 
-    from seviz.data import decoding_workers, iterate_batches
+    from seviz.data import decoding_workers, iterate_batches, upscaling_note
 
     parameter = next(original.model.parameters(), None)
     device_type = parameter.device.type if parameter is not None else "cpu"
     workers = decoding_workers(device_type, workers)
     if not items:
         raise EvaluationError("no images to evaluate on; pass --data with a folder of class sub-folders")
+    upscaled = upscaling_note(items, original.data_config)
+    if upscaled:
+        log.warning("%s", upscaled)
     skipped: list[tuple[str, str]] = []
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
@@ -266,7 +285,40 @@ def evaluate(
         model_spec=original.spec,
         weights_sha256=original.weights_sha256,
         skipped=tuple(skipped),
+        preprocessing=dict(original.data_config),
+        preprocessing_source=dict(original.preprocessing_source),
+        preprocessing_notes=(*original.preprocessing_notes, *([upscaled] if upscaled else [])),
     )
+
+
+def recorded_preprocessing(
+    store: str | os.PathLike | None = None, recommendation: str | os.PathLike | None = None
+) -> tuple[str, dict[str, Any]] | None:
+    """The preprocessing a store was recorded with: from the store, else from a recommendation made from one.
+
+    Pass the result to :meth:`seviz.models.DataConfigRequest.over` (as ``seviz evaluate``
+    and ``seviz prune`` do), so that the model sees the images as they were recorded.
+
+    Returns:
+        ``("store:PATH", config)``, or None when neither names any preprocessing
+        (a recommendation from an older seviz).
+
+    Raises:
+        StoreError: ``store`` is not a seviz store.
+        PruningError: ``recommendation`` is not a seviz recommendation.
+    """
+    if store is not None:
+        with open_store(store, warn_incomplete=False) as opened:
+            config = opened.json_attr("preprocessing", {})
+        if not isinstance(config, dict) or not config:
+            raise StoreError(f"store {str(store)!r} records no preprocessing; pass --input-size/--mean/--std")
+        return f"{STORE_PREFIX}{store}", config
+    if recommendation is not None:
+        identity = load_recommendation(recommendation).get("store")
+        config = identity.get("preprocessing") if isinstance(identity, dict) else None
+        if isinstance(identity, dict) and isinstance(config, dict) and config:
+            return f"{STORE_PREFIX}{identity.get('file', '?')} (via {recommendation})", config
+    return None
 
 
 def compare_models(
@@ -513,4 +565,5 @@ __all__ = [
     "count_flops",
     "count_params",
     "evaluate",
+    "recorded_preprocessing",
 ]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seviz.models.preprocessing import STORE_PREFIX, DataConfigLike, as_request, describe_preprocessing
 from seviz.store import StoreError, open_store, write_attributions
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class AttributionSummary:
     classes: list[str]
     images: int
     method: str
+    preprocessing: str = ""  # the data config used and where its values came from, in words
 
 
 def attribute(
@@ -45,12 +47,14 @@ def attribute(
     num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
     progress: bool = True,
+    data_config: DataConfigLike = None,
 ) -> AttributionSummary:
     """Attribute each class's logit to the SE gate channels of every recorded block.
 
     The model defaults to the one the store was recorded with; its weights
     must be the same (checked by SHA-256), or the attributions would describe
-    another network.
+    another network. Images are preprocessed as the store recorded them unless
+    ``data_config`` says otherwise.
 
     Args:
         store_path: A complete store from ``seviz record``.
@@ -62,6 +66,7 @@ def attribute(
         num_classes: For a user's own model.
         class_names: For a user's own model.
         progress: Show a progress bar.
+        data_config: Preprocessing over the store's (see :func:`seviz.models.load_model`).
 
     Raises:
         StoreError: The store is incomplete, or the weights differ from the recorded ones.
@@ -76,6 +81,7 @@ def attribute(
     from seviz.se import discover_se_gates
 
     store_path = Path(store_path)
+    request = as_request(data_config)  # a bad value is refused before any model work
     with open_store(store_path) as store:
         if not store.complete:
             raise StoreError(f"store {str(store_path)!r} is incomplete; finish it with --resume first")
@@ -95,9 +101,15 @@ def attribute(
             ImageItem(str(store.paths[i]), int(store.labels[i]), str(store.class_names[i])) for i in rows
         ]
         block_names = store.block_names
+        request = request.over(f"{STORE_PREFIX}{store_path}", store.json_attr("preprocessing", {}))
     torch_device = resolve_device(device)
     loaded = load_model(
-        spec, weights, num_classes=num_classes, class_names=class_names, device=str(torch_device)
+        spec,
+        weights,
+        num_classes=num_classes,
+        class_names=class_names,
+        device=str(torch_device),
+        data_config=request,
     )
     if recorded_sha and not loaded.has_weights(recorded_sha):
         raise StoreError(
@@ -136,4 +148,11 @@ def attribute(
         class_order,
         {"method": METHOD, "images": int(counts.sum()), "weights_sha256": loaded.weights_sha256},
     )
-    return AttributionSummary(str(store_path), len(means), list(class_order), int(counts.sum()), METHOD)
+    return AttributionSummary(
+        str(store_path),
+        len(means),
+        list(class_order),
+        int(counts.sum()),
+        METHOD,
+        describe_preprocessing(loaded.data_config, loaded.preprocessing_source),
+    )

@@ -30,6 +30,7 @@ import numpy as np
 
 from seviz._torch_utils import resolve_device
 from seviz.errors import RecordError, StoreError
+from seviz.models.preprocessing import DataConfigLike, as_request, config_json, describe_preprocessing
 from seviz.recording.pipeline import _BackgroundWriter, _InlineWriter, plan_pipeline
 from seviz.se import SEGate
 from seviz.store import BlockInfo, SampleBatch, StoreWriter, open_store
@@ -54,12 +55,15 @@ class RecordSummary:
     images_per_second: float
     precision: str
     complete: bool
+    preprocessing: str = ""  # the data config and where its values came from, in words
+    preprocessing_notes: tuple[str, ...] = ()  # ImageNet fallback, upscaled images
 
     def describe(self) -> str:
         return (
             f"recorded {self.samples} images x {self.blocks} SE blocks of {self.model} "
             f"({self.precision}) into {self.store}; skipped {self.skipped} unreadable files; "
             f"{self.images_per_second:.1f} images/s"
+            + "".join(f"\nnote: {note}" for note in self.preprocessing_notes)
         )
 
 
@@ -147,6 +151,7 @@ def record(
     command: str = "",
     decode: str = "cpu",
     writer: str = "auto",
+    data_config: DataConfigLike = None,
 ) -> RecordSummary:
     """Record the SE gates of ``model`` on the images under ``data`` into the store ``out``.
 
@@ -177,6 +182,9 @@ def record(
             decoding and preprocessing on the CUDA device; see :mod:`seviz.data.gpu_decode`).
         writer: ``auto``, ``thread`` (append to the store from a background
             thread) or ``inline`` (between forward passes); see :func:`plan_pipeline`.
+        data_config: Preprocessing instead of the model's own (see
+            :func:`seviz.models.load_model`): a mapping of any of ``input_size``,
+            ``mean``, ``std``, ``crop_pct``, ``crop_mode``, ``interpolation``, or a JSON file.
 
     Returns:
         A :class:`RecordSummary`.
@@ -184,12 +192,14 @@ def record(
     import torch
     from tqdm.auto import tqdm
 
-    from seviz.data import find_images, iterate_batches
+    from seviz.data import find_images, iterate_batches, upscaling_note
+    from seviz.data.gpu_decode import check_preprocessing
     from seviz.models import load_model
     from seviz.recording import fast_modes as fast
     from seviz.se import Recorder, discover_se_gates
 
     out = Path(out)
+    request = as_request(data_config)  # a bad value is refused before anything is loaded or written
     if np.dtype(dtype) not in (np.float16, np.float32):
         raise RecordError(f"unsupported --dtype {dtype!r}; use float16 or float32")
     if out.exists() and not (overwrite or resume):
@@ -213,9 +223,20 @@ def record(
     pipeline = plan_pipeline(torch_device.type, workers, writer)
 
     loaded = load_model(
-        model, weights, num_classes=num_classes, class_names=class_names, device=str(torch_device)
+        model,
+        weights,
+        num_classes=num_classes,
+        class_names=class_names,
+        device=str(torch_device),
+        data_config=request,
     )
+    if decode == "gpu":
+        check_preprocessing(loaded.data_config)
     items = find_images(data, loaded, classes, images_per_class)
+    upscaled = upscaling_note(items, loaded.data_config)
+    if upscaled:
+        log.warning("%s", upscaled)
+    notes = (*loaded.preprocessing_notes, *([upscaled] if upscaled else []))
     gates = discover_se_gates(loaded.model, tuple(loaded.data_config["input_size"]))
     recorded_classes = list({item.label: item.class_name for item in items}.items())
     classes_attr = [
@@ -230,6 +251,7 @@ def record(
         "images_per_class": images_per_class,
         "images": len(items),
         "dtype": np.dtype(dtype).name,
+        "preprocessing": config_json(loaded.data_config),
     }
     if resume:
         _check_resume_matches(out, previous_run, run_config)
@@ -251,6 +273,7 @@ def record(
         "precision": mode.describe(),
         "gate_error": gate_error,
         "run_config": run_config,
+        "preprocessing_notes": list(notes),
     }
     store_writer = StoreWriter(
         out,
@@ -351,6 +374,8 @@ def record(
         images_per_second=new / seconds if seconds > 0 else 0.0,
         precision=mode.describe(),
         complete=True,
+        preprocessing=describe_preprocessing(loaded.data_config, loaded.preprocessing_source),
+        preprocessing_notes=notes,
     )
     log.debug("record summary: %s", json.dumps(asdict(summary)))
     return summary

@@ -59,3 +59,19 @@ def test_iterate_batches_on_device_reports_skipped_files(files):
     assert [b.consumed for b in batches] == [3, 2]
     assert sum(len(b.items) for b in batches) == 4
     assert [path for b in batches for path, _ in b.skipped] == [str(files[4])]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"crop_mode": "squash"}, {"input_size": (3, 64, 48)}, {"interpolation": "lanczos"}],
+)
+def test_device_path_refuses_preprocessing_it_does_not_reproduce(files, change):
+    from seviz.data.gpu_decode import check_preprocessing
+    from seviz.errors import DataError
+
+    config = {**CONFIG, **change}
+    with pytest.raises(DataError, match="use --decode cpu"):
+        check_preprocessing(config)
+    with pytest.raises(DataError, match="use --decode cpu"):  # not a skipped image: the whole batch
+        decode_batch([read_bytes(str(files[0]))], config, torch.device("cpu"))
+    check_preprocessing(dict(CONFIG, interpolation="bicubic"))
