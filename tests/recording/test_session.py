@@ -235,7 +235,7 @@ def test_pipeline_overlaps_on_gpu_and_runs_inline_on_cpu():
     forced = plan_pipeline("cpu", workers=3, writer="thread")
     assert (forced.workers, forced.background_writer) == (3, True)
     assert not plan_pipeline("cuda", writer="inline").background_writer
-    with pytest.raises(ValueError, match="--writer 'disk'"):
+    with pytest.raises(ValueError, match="`writer` 'disk'"):
         plan_pipeline("cpu", writer="disk")
     with pytest.raises(ValueError, match="--workers must be 0 or more, got -1"):
         plan_pipeline("cpu", workers=-1)
@@ -291,7 +291,7 @@ def test_existing_output_is_never_overwritten(tiny_spec, tmp_path):
     out = tmp_path / "store.h5"
     record_tiny(tiny_spec, tmp_path / "data", out)
     before = out.read_bytes()
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="`overwrite=True`"):
         record_tiny(tiny_spec, tmp_path / "data", out, images_per_class=1)
     assert out.read_bytes() == before
     record_tiny(tiny_spec, tmp_path / "data", out, images_per_class=1, overwrite=True)
