@@ -66,6 +66,7 @@ class StoreLock:
         if stale:
             log.info("taking over the lock of %s from %s: that run is gone", self.store, stale)
         os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
         self._fd = fd
         return self
