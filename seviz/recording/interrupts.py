@@ -7,8 +7,9 @@ finish with exit code 0. So while a recording runs, :func:`stop_requests`
 installs a handler that only sets a flag, which the recording checks between
 batches; a second Ctrl-C raises at once (and sets the flag too, so even a
 swallowed second interrupt stops the run after its batch). The handler never
-logs or prints: it may run in the middle of a write to stderr. The previous
-handler is restored in ``finally``.
+logs or prints: it may run in the middle of a write to stderr. SIGTERM stops
+at once, as before, but never while the store is being closed. The previous
+handlers are restored in ``finally``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ class StopRequest:
         if self.mode == "now" or (self.mode == "after_batch" and self.requested > 1):
             raise KeyboardInterrupt
 
+    def handle_terminate(self, _signum: int, _frame: FrameType | None) -> None:
+        """SIGTERM (a service manager, ``kill``): stop now, except while the store is being closed."""
+        self.requested += 1
+        if self.mode != "hold":
+            raise KeyboardInterrupt
+
     def raise_if_requested(self) -> None:
         """Between batches: turn a recorded interrupt into :class:`KeyboardInterrupt`."""
         if self.requested:
@@ -51,15 +58,18 @@ class StopRequest:
 
 @contextmanager
 def stop_requests() -> Iterator[StopRequest]:
-    """Handle SIGINT with a :class:`StopRequest` for the block (main thread only; elsewhere a no-op)."""
+    """Handle SIGINT and SIGTERM with a :class:`StopRequest` for the block (main thread only, else a no-op)."""
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
-    previous: Any = signal.signal(signal.SIGINT, request.handle)
-    if previous is None:  # a handler installed outside Python: the best restore is the default
-        previous = signal.SIG_DFL
+    handlers = {signal.SIGINT: request.handle, signal.SIGTERM: request.handle_terminate}
+    previous: dict[signal.Signals, Any] = {}
     try:
+        for signum, handler in handlers.items():
+            # None: a handler installed outside Python; the best restore is the default.
+            previous[signum] = signal.signal(signum, handler) or signal.SIG_DFL
         yield request
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, restored in previous.items():
+            signal.signal(number, restored)

@@ -255,19 +255,7 @@ def _prepare(
     )
     items = find_images(config.data, loaded, config.classes, config.images_per_class)
     gates = discover_se_gates(loaded.model, tuple(loaded.data_config["input_size"]))
-    classes_attr = [
-        {"index": index, "name": name, "id": loaded.class_ids[index] if loaded.class_ids else None}
-        for index, name in {item.label: item.class_name for item in items}.items()
-    ]
-    run_config = {
-        "model": loaded.name,
-        "weights_sha256": loaded.weights_sha256,
-        "data": str(config.data.resolve()),
-        "classes": [c["index"] for c in classes_attr],
-        "images_per_class": config.images_per_class,
-        "images": len(items),
-        "dtype": config.dtype,
-    }
+    classes_attr, run_config = _describe(config, loaded, items)
     if committed is not None:
         resume_checks.check_options(config.out, committed, run_config)
         resume_checks.check_committed_paths(config.out, committed, items)
@@ -295,6 +283,26 @@ def _prepare(
         lock=lock,
     )
     return _Run(config, device, mode, pipeline, loaded, items, gates, writer, start_samples=writer.samples)
+
+
+def _describe(
+    config: RecordConfig, loaded: LoadedModel, items: list[ImageItem]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The store's ``classes`` and ``run_config`` (what a resume must match)."""
+    classes_attr = [
+        {"index": index, "name": name, "id": loaded.class_ids[index] if loaded.class_ids else None}
+        for index, name in {item.label: item.class_name for item in items}.items()
+    ]
+    run_config = {
+        "model": loaded.name,
+        "weights_sha256": loaded.weights_sha256,
+        "data": str(config.data.resolve()),
+        "classes": [c["index"] for c in classes_attr],
+        "images_per_class": config.images_per_class,
+        "images": len(items),
+        "dtype": config.dtype,
+    }
+    return classes_attr, run_config
 
 
 def _calibrate(

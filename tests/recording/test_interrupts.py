@@ -85,17 +85,21 @@ def test_the_handler_is_restored_after_an_error_too(hostile, tmp_path):
     def mine(_signum, _frame):
         pass
 
-    previous = signal.signal(signal.SIGINT, mine)
+    previous = {signum: signal.signal(signum, mine) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         with pytest.raises(FileNotFoundError):
             record_hostile(hostile, "signalled", tmp_path / "nowhere", tmp_path / "s.h5")
         with pytest.raises(ValueError):
-            with stop_requests():
+            with stop_requests() as request:
                 assert signal.getsignal(signal.SIGINT) is not mine
+                request.mode = "hold"
+                signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # held while the store closes
+                assert request.stop
                 raise ValueError("boom")
-        assert signal.getsignal(signal.SIGINT) is mine
+        assert signal.getsignal(signal.SIGINT) is mine and signal.getsignal(signal.SIGTERM) is mine
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def test_stop_request_modes():
