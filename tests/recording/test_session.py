@@ -632,12 +632,17 @@ def test_a_store_held_open_by_a_reader_completes(tmp_path, monkeypatch):
     for key, value in {"AT": "3", "HOLD_STORE": out, "HOLD_RELEASE": release, "HOLD_LOG": log}.items():
         monkeypatch.setenv(key, str(value))
     spec = write_hostile_model(tmp_path)
-    summary = record_tiny(str(spec), tmp_path / "data", out, factory="reading", writer="inline")
-    assert summary.complete and summary.samples == 8
-    assert log.read_text().split() == ["open", "2"]  # the reader had the store open from the 2nd sample on
-    with open_store(out) as store:
-        assert store.complete and len(store) == 8
-    release.touch()
+    try:
+        summary = record_tiny(str(spec), tmp_path / "data", out, factory="reading", writer="inline")
+        assert summary.complete and summary.samples == 8
+        assert log.read_text().split() == [
+            "open",
+            "2",
+        ]  # the reader had the store open from the 2nd sample on
+        with open_store(out) as store:
+            assert store.complete and len(store) == 8
+    finally:
+        release.touch()  # the reader process ends in every case
     deadline = time.monotonic() + 60
     while "still" not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
