@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "record": "seviz.recording.session",
     "RecordSummary": "seviz.recording.session",
+    "RecordConfig": "seviz.recording.config",
     "Recorder": "seviz.se.recorder",
     "open_store": "seviz.store.reader",
     "Store": "seviz.store.reader",

@@ -11,12 +11,14 @@ ends with the ``seviz app`` command that opens it.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from seviz._files import atomic_write_text, check_output
+from seviz.errors import OutputError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -104,7 +106,8 @@ def run_demo(
         progress: Show progress bars.
 
     Raises:
-        FileExistsError: ``out`` holds an earlier demo and ``overwrite`` is false.
+        OutputError: ``out`` holds an earlier demo's files and ``overwrite`` is false, or
+            lies inside ``data`` (its figures would become images to record).
     """
     from seviz.analysis import compute_statistics
     from seviz.data import find_images
@@ -115,14 +118,11 @@ def run_demo(
     from seviz.recording import attribute, record
 
     began = time.perf_counter()
-    out_dir = Path(out)
+    out_dir = Path(out).expanduser()
     store = out_dir / "demo.h5"
-    if store.exists() and not overwrite:
-        raise FileExistsError(
-            f"{str(out_dir)!r} already holds a demo ({store}); pass --overwrite or another --out"
-        )
+    data_dir = Path(data).expanduser() if data else sample_dir()
+    _check_outputs(out_dir, data_dir, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    data_dir = Path(data) if data else sample_dir()
 
     log.info("1/6 recording %s on %s", DEMO_MODEL_NAME, data_dir)
     record(
@@ -138,9 +138,7 @@ def run_demo(
     )
     log.info("2/6 statistics")
     stats = compute_statistics(store)
-    (out_dir / "stats.json").write_text(
-        json.dumps(stats.to_dict(per_class=False), indent=2, allow_nan=False) + "\n"
-    )
+    stats.write_json(out_dir / "stats.json", overwrite=True, inputs=[store], per_class=False)
     log.info("3/6 recommendation and figures")
     recommendation = recommend(stats)
     rec_json, _ = recommendation.write(out_dir / "rec.json", overwrite=True)
@@ -161,14 +159,12 @@ def run_demo(
     else:
         edited = load_model(DEMO_MODEL_NAME).model  # an unedited twin: only the per-block deltas matter
     report = evaluate(loaded, edited, items, batch_size=100, per_block=True, progress=progress)
-    evaluation_path = out_dir / "evaluation.json"
-    evaluation_path.write_text(report.to_json())
+    evaluation_path = report.write_json(out_dir / "evaluation.json", overwrite=True)
 
     log.info("6/6 the paper's stage-5 experiment")
     stage5 = prune_blocks(loaded, "SE_5_*")
     stage5_report = evaluate(loaded, stage5, items, batch_size=100, progress=progress)
-    stage5_path = out_dir / "stage5.json"
-    stage5_path.write_text(stage5_report.to_json())
+    stage5_path = stage5_report.write_json(out_dir / "stage5.json", overwrite=True)
 
     se_params = sum(stats_block.params for stats_block in _block_infos(store))
     stage5_params = sum(b.params for b in _block_infos(store) if b.name.startswith("SE_5_"))
@@ -214,8 +210,23 @@ def run_demo(
             "se_share_after": (se_params - stage5_params) / stage5_report.edited.params,
         },
     )
-    (out_dir / "summary.txt").write_text(result.summary() + "\n")
+    atomic_write_text(out_dir / "summary.txt", result.summary() + "\n")
     return result
+
+
+_OUTPUTS = ("demo.h5", "stats.json", "rec.json", "rec.md", "pruned.safetensors", "evaluation.json", "stage5.json",
+            "summary.txt")  # fmt: skip
+
+
+def _check_outputs(out_dir: Path, data_dir: Path, overwrite: bool) -> None:
+    """Before any work: the demo writes nothing over an earlier demo without ``overwrite``, nor into ``data``."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"`out` {str(out_dir)!r} is a file; the demo needs a folder", param="out")
+    check_output(out_dir / "demo.h5", folders=[data_dir], overwrite=True, param="out")
+    figures = out_dir / "figures"
+    earlier = [out_dir / name for name in _OUTPUTS] + (sorted(figures.iterdir()) if figures.is_dir() else [])
+    for path in earlier:
+        check_output(path, overwrite=overwrite, param="out", what="an earlier demo's")
 
 
 def _block_infos(store_path: Path):

@@ -10,11 +10,33 @@ from __future__ import annotations
 
 
 class SevizError(Exception):
-    """Base of every error seviz raises on purpose; its message names the bad value and the fix."""
+    """Base of every error seviz raises on purpose; its message names the bad value and the fix.
+
+    A library message names parameters in backticks (```batch_size```,
+    ```overwrite=True```); ``param`` is the one that was wrong, when one was. The
+    CLI shows each backticked parameter as the flag that sets it
+    (``--batch-size``, ``--overwrite``).
+    """
+
+    def __init__(self, message: str = "", *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class StoreError(SevizError, ValueError):
     """A file is not a seviz store, or does not hold what was asked of it."""
+
+
+class StoreLockedError(StoreError):
+    """Another run is writing the store (one writer per store)."""
+
+
+class DiskFullError(SevizError, OSError):
+    """No space is left on the device a file is written to; what was committed is kept."""
+
+
+class OutputError(SevizError, FileExistsError):
+    """An output would replace an existing file without ``overwrite``, or one of the command's inputs."""
 
 
 class ModelLoadError(SevizError, ValueError):

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from seviz._files import atomic_write, check_output
 from seviz.analysis import ALL_CLASSES, StoreStatistics
-from seviz.errors import UsageError
+from seviz.errors import OutputError, UsageError
 from seviz.store import StoreError
 
 if TYPE_CHECKING:
@@ -216,6 +217,8 @@ def save_figures(
     sort: bool = False,
     dpi: int = 150,
     class_figures: Sequence[str] | None = None,
+    overwrite: bool = False,
+    inputs: Sequence[str | os.PathLike | None] = (),
 ) -> list[Path]:
     """Write Figure 6 per block, Figure 7 per class and the depth figure.
 
@@ -230,15 +233,21 @@ def save_figures(
         channels, how, sort: Channel subset and order (see :func:`plot_class_excitations`).
         dpi: Resolution of raster formats.
         class_figures: Classes that get a Figure 7 (default: the same as ``classes``).
+        overwrite: Replace figures that exist (every file is checked before any is drawn).
+        inputs: Files no figure may replace (the store).
 
     Returns:
         The written paths, in a fixed order.
+
+    Raises:
+        OutputError: ``out_dir`` is a file, or a figure exists and ``overwrite`` is false.
     """
     bad = [f for f in formats if f not in ("png", "svg", "pdf")]
     if bad:
         raise UsageError(f"unsupported figure format(s) {bad}; use png, svg or pdf")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"`out_dir` {str(out)!r} is a file, not a folder for figures", param="out_dir")
     names = default_blocks(stats) if blocks is None else list(blocks)
     chosen = default_classes(stats) if classes is None else list(classes)
     figures: list[tuple[str, Callable[[], Figure]]] = [
@@ -250,16 +259,22 @@ def save_figures(
         for c in (chosen if class_figures is None else list(class_figures))
     ]
     figures.append(("depth", partial(plot_depth, stats, names)))
+    for stem, _ in figures:
+        for fmt in formats:
+            check_output(
+                out / f"{stem}.{fmt}", inputs=inputs, overwrite=overwrite, param="out_dir", what="figure"
+            )
     from matplotlib import rc_context
 
+    out.mkdir(parents=True, exist_ok=True)
     paths = []
     for stem, make in figures:
         fig = make()
         for fmt in formats:
-            path = out / f"{stem}.{fmt}"
             # A fixed SVG hash salt and no date keep the files reproducible.
-            with rc_context({"svg.hashsalt": "seviz"}):
-                fig.savefig(path, format=fmt, dpi=dpi, bbox_inches="tight", metadata=_metadata(fmt))
+            with rc_context({"svg.hashsalt": "seviz"}), atomic_write(out / f"{stem}.{fmt}") as temp:
+                fig.savefig(temp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=_metadata(fmt))
+            path = out / f"{stem}.{fmt}"
             paths.append(path)
         log.info("wrote %s.{%s}", out / stem, ",".join(formats))
     return paths

@@ -25,11 +25,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "seviz"
 # What each room may import (besides itself). cli and app are on top; record
 # (``recording``) uses models, se, data and store; analysis uses store; pruning
 # uses analysis, models, se (and data and store: it verifies on images).
-FOUNDATION = {"errors", "_torch_utils"}
+FOUNDATION = {"errors", "_torch_utils", "_files"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "_torch_utils": {"errors"},
-    "store": {"errors"},
+    "_files": {"errors"},
+    "store": {"errors", "_files"},
     "se": FOUNDATION,
     "models": FOUNDATION | {"se"},
     "data": FOUNDATION | {"models"},

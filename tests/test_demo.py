@@ -64,5 +64,5 @@ def test_demo_writes_verified_results(tmp_path):
     assert stage5["edited"]["params"] < stage5["original"]["params"]
     summary = result.summary()
     assert f"seviz app {result.store}" in summary and "SE_5_2" in summary
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="`overwrite=True`"):
         run_demo(out, images_per_class=4, progress=False)

@@ -7,13 +7,17 @@ reader of statistics (pruning, plots, the app) depends only on them.
 from __future__ import annotations
 
 import difflib
+import json
 import math
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from seviz._files import atomic_write_text, check_output
 from seviz.errors import AnalysisError, StoreError
 from seviz.store import BlockInfo
 
@@ -284,6 +288,29 @@ class StoreStatistics:
             "excitation vector"
         )
         return "\n".join(lines)
+
+    def write_json(
+        self,
+        path: str | os.PathLike,
+        overwrite: bool = False,
+        inputs: Sequence[str | os.PathLike | None] = (),
+        per_class: bool = True,
+    ) -> Path:
+        """Write :meth:`to_dict` as JSON, atomically.
+
+        Args:
+            path: The JSON file.
+            overwrite: Replace an existing file.
+            inputs: Files it may not replace (the store the statistics came from).
+            per_class: Include the per-class statistics.
+
+        Raises:
+            OutputError: ``path`` exists and ``overwrite`` is False, or is one of ``inputs``.
+        """
+        target = check_output(path, inputs=inputs, overwrite=overwrite, what="statistics JSON")
+        return atomic_write_text(
+            target, json.dumps(self.to_dict(per_class), indent=2, allow_nan=False) + "\n"
+        )
 
 
 def _unknown(kind: str, name: str, known: list[str], where: str) -> str:

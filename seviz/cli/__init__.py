@@ -28,6 +28,7 @@ from seviz.cli import (
     recommend,
     record,
 )
+from seviz.cli._common import as_flags, flag_table
 
 log = logging.getLogger("seviz")
 
@@ -59,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
-        module.add_arguments(commands.add_parser(name, help=module.HELP))
+        sub = commands.add_parser(name, help=module.HELP)
+        module.add_arguments(sub)
+        # Library errors name parameters; shown to a user, they name this command's flags.
+        sub.set_defaults(flags=flag_table(sub, getattr(module, "FLAGS", None)))
     return parser
 
 
@@ -104,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _user_error_types() as error:
         if args.verbose:
             raise
-        print(f"seviz {args.command}: error: {error}", file=sys.stderr)
+        print(f"seviz {args.command}: error: {as_flags(str(error), args.flags)}", file=sys.stderr)
         return 2
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -99,3 +101,46 @@ def load_model_from_args(
         split_list(args.class_names),
         data_config=data_config if data_config is not None else data_config_from_args(args),
     )
+
+
+def model_file(spec: str) -> str | None:
+    """The Python file of a ``path/to/file.py:factory`` model spec (an input a command must not replace)."""
+    target, sep, _ = spec.rpartition(":")
+    return target if sep and target.endswith(".py") else None
+
+
+def flag_table(parser: argparse.ArgumentParser, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Library parameter -> flag for one subcommand: each option's ``dest``, then ``overrides``.
+
+    ``overrides`` (a command module's ``FLAGS``) names library parameters that no
+    option is called after (``path`` of ``write_json`` is ``--json``).
+    """
+    table = {
+        action.dest: max(action.option_strings, key=len)
+        for action in parser._actions
+        if action.option_strings and action.dest != "help"
+    }
+    return {**table, **(overrides or {})}
+
+
+_PARAMETER = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)(=[^`]*)?`")
+
+
+def as_flags(message: str, flags: Mapping[str, str]) -> str:
+    """A library message with each backticked parameter written as the flag that sets it.
+
+    ```batch_size``` becomes ``--batch-size``, ```overwrite=True``` ``--overwrite``,
+    ```images_per_class=5``` ``--images-per-class 5``; a parameter without a flag
+    keeps its backticks.
+    """
+
+    def flag(match: re.Match[str]) -> str:
+        name, value = match.group(1), match.group(2)
+        option = flags.get(name)
+        if option is None:
+            return match.group(0)
+        if value is None or value == "=True":
+            return option
+        return f"{option} {value[1:]}"
+
+    return _PARAMETER.sub(flag, message)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from seviz.cli._common import add_model_arguments, data_config_from_args, load_model_from_args
+from seviz.cli._common import add_model_arguments, data_config_from_args, load_model_from_args, model_file
 from seviz.errors import UsageError
 
 if TYPE_CHECKING:
@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from seviz.pruning import PrunedModel
 
 HELP = "measure what an edit costs: accuracy, agreement, KL, params, FLOPs"
+
+FLAGS = {"path": "--json"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,16 +43,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--per-block", action="store_true", help="also: accuracy change when removing each block alone"
     )
     parser.add_argument("--json", dest="json_out", default=None, help="write the figures as JSON")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
+    from seviz._files import check_output
     from seviz.data import find_images
     from seviz.pruning import evaluate, prune_blocks, prune_from_recommendation, recorded_preprocessing
 
+    inputs = [args.pruned, args.recommendation, args.store, args.weights, model_file(args.model)]
+    if args.json_out:  # before the work: never over an input, nor over a file without --overwrite
+        check_output(args.json_out, inputs=inputs, folders=[args.data], overwrite=args.overwrite, what="JSON")
     # A store's preprocessing (--store, or the one the recommendation was made from) unless told otherwise.
     request = data_config_from_args(args, recorded_preprocessing(args.store, args.recommendation))
     loaded = load_model_from_args(args, data_config=request)
@@ -79,6 +83,6 @@ def run(args: argparse.Namespace) -> int:
     )
     print(report.summary())
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-        print(f"wrote {args.json_out}")
+        path = report.write_json(args.json_out, overwrite=args.overwrite, inputs=inputs, folders=[args.data])
+        print(f"wrote {path}")
     return 0

@@ -8,6 +8,8 @@ from seviz.cli._common import split_list
 
 HELP = "the paper's Figures 6 and 7 and depth plots (PNG and SVG)"
 
+FLAGS = {"out_dir": "--out"}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store")
@@ -24,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--sort", action="store_true", help="sort channels by their all-class mean")
     parser.add_argument("--formats", default="png,svg")
+    parser.add_argument("--overwrite", action="store_true", help="replace figures already in --out")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         channels=args.channels,
         how="random" if args.random_channels else "first",
         sort=args.sort,
+        overwrite=args.overwrite,
+        inputs=[args.store],
     )
     print(f"wrote {len(paths)} figures to {args.out}")
     return 0

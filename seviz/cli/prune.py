@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from seviz.cli._common import add_model_arguments, data_config_from_args, load_model_from_args
+from seviz.cli._common import add_model_arguments, data_config_from_args, load_model_from_args, model_file
 
 HELP = "remove or fold SE branches and save the edited model"
+
+FLAGS = {"out_path": "--out"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,9 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from seviz._files import check_output
     from seviz.models.preprocessing import describe_preprocessing
     from seviz.pruning import prune_blocks, prune_from_recommendation, recorded_preprocessing
 
+    inputs = [args.weights, args.recommendation, args.store, model_file(args.model)]
+    # Before the work: never over the base weights or the rec.json, nor over a file without --overwrite.
+    check_output(args.out, inputs=inputs, overwrite=args.overwrite, param="out_path", what="pruned model")
     # A store's preprocessing (--store, or the one the recommendation was made from) unless told otherwise.
     request = data_config_from_args(args, recorded_preprocessing(args.store, args.recommendation))
     loaded = load_model_from_args(args, data_config=request)
@@ -38,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         pruned = prune_from_recommendation(loaded, args.recommendation, inplace=True)
     else:
         pruned = prune_blocks(loaded, args.blocks, inplace=True)
-    path = pruned.save(args.out, overwrite=args.overwrite)
+    path = pruned.save(args.out, overwrite=args.overwrite, inputs=inputs)
     for edit in pruned.edits:
         where = f" (folded into {edit.folded_into})" if edit.folded_into else ""
         print(f"{edit.name}: {edit.action} -> {edit.replacement}{where}")

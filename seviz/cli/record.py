@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from seviz.cli._common import add_model_arguments, data_config_from_args, split_list
 
+if TYPE_CHECKING:
+    from seviz.recording import RecordConfig
+
 HELP = "record SE gates of a model on images into an HDF5 store"
+
+# Library parameters named differently from this command's options (the rest map by name:
+# `batch_size` is --batch-size).
+FLAGS = {"path": "--out", "progress": "--no-progress"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,13 +65,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from seviz.recording import record
+def config_from_args(args: argparse.Namespace) -> RecordConfig:
+    """The :class:`~seviz.recording.RecordConfig` the flags describe (checked as it is made)."""
+    from seviz.recording import RecordConfig
 
-    summary = record(
+    names = split_list(args.class_names)
+    return RecordConfig(
         model=args.model,
-        data=args.data,
-        out=args.out,
+        data=Path(args.data),
+        out=Path(args.out),
         classes=args.classes,
         weights=args.weights,
         images_per_class=args.images_per_class,
@@ -73,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         resume=args.resume,
         num_classes=args.num_classes,
-        class_names=split_list(args.class_names),
+        class_names=None if names is None else tuple(names),
         precision=args.precision,
         channels_last=args.channels_last,
         compile=args.compile,
@@ -85,15 +96,10 @@ def run(args: argparse.Namespace) -> int:
         writer=args.writer,
         data_config=data_config_from_args(args),
     )
-    print(
-        f"store:    {summary.store}\n"
-        f"model:    {summary.model} ({summary.precision})\n"
-        f"blocks:   {summary.blocks}\n"
-        f"samples:  {summary.samples}\n"
-        f"skipped:  {summary.skipped} unreadable files\n"
-        f"speed:    {summary.images_per_second:.1f} images/s\n"
-        f"preprocessing: {summary.preprocessing}"
-    )
-    for note in summary.preprocessing_notes:
-        print(f"note: {note}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from seviz.recording import record
+
+    print(record(config_from_args(args)).summary())
     return 0

@@ -106,6 +106,15 @@ class _BytesDataset(_ImageDataset):
             return None, position, f"{type(error).__name__}: {error}"[:200]
 
 
+def _ignore_interrupts(_worker_id: int) -> None:
+    # Ctrl-C in a terminal signals the whole process group. A worker that died of it
+    # would break the main process's next batch; the main process decides when to stop
+    # (a recording finishes its current batch first) and shuts its workers down.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _collate_bytes(samples):
     return samples
 
@@ -163,6 +172,7 @@ def iterate_batches(
         pin_memory=pin_memory and not on_device,
         persistent_workers=False,
         prefetch_factor=4 if workers > 0 else None,
+        worker_init_fn=_ignore_interrupts if workers > 0 else None,
     )
     for loaded in loader:
         if on_device:

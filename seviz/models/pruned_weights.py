@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from seviz._files import atomic_write_with, check_output
 from seviz.errors import PruningError
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ def save_pruned(
     model_name: str | None = None,
     base_weights_sha256: str | None = None,
     overwrite: bool = False,
+    inputs: Sequence[str | os.PathLike | None] = (),
 ) -> Path:
     """Write a pruned model as safetensors, its edits in the ``seviz_edits`` metadata.
 
@@ -135,12 +137,13 @@ def save_pruned(
         model_name: What that spec resolved to, for the record.
         base_weights_sha256: The unpruned weights' hash, for the record.
         overwrite: Replace an existing file.
+        inputs: Files it may not replace (the base weights, a rec.json, a model file).
 
     Returns:
         The path written.
 
     Raises:
-        FileExistsError: ``out_path`` exists and ``overwrite`` is False.
+        OutputError: ``out_path`` exists and ``overwrite`` is False, or is one of ``inputs``.
         PruningError: A wrong suffix, or a model that does not carry ``edits``.
     """
     from safetensors.torch import save_file
@@ -150,10 +153,7 @@ def save_pruned(
         raise PruningError(
             f"pruned models are saved as safetensors; name the file *.safetensors, not {path.name!r}"
         )
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{str(path)!r} exists; choose another --out or pass overwrite=True (--overwrite)"
-        )
+    check_output(path, inputs=inputs, overwrite=overwrite, param="out_path", what="pruned model")
     for edit in edits:
         expected = replacement_class(edit.replacement)
         try:
@@ -174,13 +174,9 @@ def save_pruned(
     }
     # clone() unties shared tensors, which safetensors refuses to write.
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        save_file(state, str(partial), metadata={"seviz_edits": json.dumps(metadata)})
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    atomic_write_with(
+        path, lambda temp: save_file(state, str(temp), metadata={"seviz_edits": json.dumps(metadata)})
+    )
     log.info("wrote %s (%d edited SE blocks of %s)", path, len(edits), base_spec)
     return path
 

@@ -80,8 +80,13 @@ class PrunedModel:
     base_weights_sha256: str | None = None
     params_removed: int = 0
 
-    def save(self, out_path: str | os.PathLike, overwrite: bool = False) -> Path:
-        """Write the pruned model (see :func:`save_pruned`)."""
+    def save(
+        self,
+        out_path: str | os.PathLike,
+        overwrite: bool = False,
+        inputs: Sequence[str | os.PathLike | None] = (),
+    ) -> Path:
+        """Write the pruned model (see :func:`save_pruned`; ``inputs`` are files it may not replace)."""
         return save_pruned(
             self.model,
             self.edits,
@@ -90,6 +95,7 @@ class PrunedModel:
             model_name=self.base_name,
             base_weights_sha256=self.base_weights_sha256,
             overwrite=overwrite,
+            inputs=inputs,
         )
 
 

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from seviz._files import atomic_write_text, check_output
 from seviz.analysis import (
     SPECIFICITY_METHODS,
     BlockStatistics,
@@ -36,7 +37,7 @@ from seviz.analysis import (
     compute_statistics,
 )
 from seviz.analysis.results import _float, _unknown
-from seviz.errors import RecommendationError
+from seviz.errors import OutputError, RecommendationError
 from seviz.store import Store
 
 RECOMMENDATION_VERSION = 1
@@ -197,24 +198,47 @@ class Recommendation:
                 lines.append(f"- {b.name} ({b.verdict}): {b.reason}")
         return "\n".join(lines).rstrip() + "\n"
 
-    def write(self, out_json: str | os.PathLike, overwrite: bool = False) -> tuple[Path, Path]:
-        """Write ``out_json`` and the Markdown beside it (same name, ``.md``).
+    @staticmethod
+    def output_paths(
+        out_json: str | os.PathLike, overwrite: bool = False, inputs: Sequence[str | os.PathLike | None] = ()
+    ) -> tuple[Path, Path]:
+        """The JSON and Markdown paths :meth:`write` would write, checked before any work is done.
 
         Raises:
-            FileExistsError: One of the files exists and ``overwrite`` is false.
+            OutputError: The two would be one file (``out_json`` ends in ``.md``), one is
+                an input, or one exists and ``overwrite`` is false.
         """
-        json_path = Path(out_json)
+        json_path = Path(out_json).expanduser()
         md_path = json_path.with_suffix(".md")
+        if md_path == json_path:
+            raise OutputError(
+                f"`out_json` {str(json_path)!r} would hold both the JSON and the Markdown table (written "
+                "beside it as .md): name it *.json",
+                param="out_json",
+            )
         for path in (json_path, md_path):
-            if path.exists() and not overwrite:
-                raise FileExistsError(
-                    f"{str(path)!r} already exists; pass --overwrite (overwrite=True) to replace it"
-                )
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        for path, text in ((json_path, self.to_json()), (md_path, self.to_markdown())):
-            temp = path.with_name(path.name + ".tmp")
-            temp.write_text(text, encoding="utf-8")
-            os.replace(temp, path)
+            check_output(path, inputs=inputs, overwrite=overwrite, param="out_json", what="recommendation")
+        return json_path, md_path
+
+    def write(
+        self,
+        out_json: str | os.PathLike,
+        overwrite: bool = False,
+        inputs: Sequence[str | os.PathLike | None] = (),
+    ) -> tuple[Path, Path]:
+        """Write ``out_json`` and the Markdown beside it (same name, ``.md``), each atomically.
+
+        Args:
+            out_json: The JSON file.
+            overwrite: Replace existing files.
+            inputs: Files neither may replace (the store the recommendation came from).
+
+        Raises:
+            OutputError: See :meth:`output_paths`.
+        """
+        json_path, md_path = self.output_paths(out_json, overwrite, inputs)
+        atomic_write_text(json_path, self.to_json())
+        atomic_write_text(md_path, self.to_markdown())
         return json_path, md_path
 
     @classmethod

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from seviz._files import atomic_write_text, check_output
 from seviz._torch_utils import eval_mode, forward_hooks
 from seviz.errors import EvaluationError, StoreError
 from seviz.models.preprocessing import STORE_PREFIX, describe_preprocessing
@@ -158,17 +159,26 @@ class EvaluationReport:
         """:meth:`to_dict` as a JSON string."""
         return json.dumps(self.to_dict(), indent=indent)
 
-    def write_json(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
-        """Write :meth:`to_json` to ``path``.
+    def write_json(
+        self,
+        path: str | os.PathLike,
+        overwrite: bool = False,
+        inputs: Sequence[str | os.PathLike | None] = (),
+        folders: Sequence[str | os.PathLike | None] = (),
+    ) -> Path:
+        """Write :meth:`to_json` to ``path`` atomically.
+
+        Args:
+            path: The JSON file.
+            overwrite: Replace an existing file.
+            inputs: Files it may not replace (a pruned model, a rec.json, weights).
+            folders: Folders it may not be written into (the images).
 
         Raises:
-            FileExistsError: ``path`` exists and ``overwrite`` is False.
+            OutputError: ``path`` exists and ``overwrite`` is False, or is an input.
         """
-        target = Path(path).expanduser()
-        if target.exists() and not overwrite:
-            raise FileExistsError(f"{str(target)!r} exists; choose another --json file or pass --overwrite")
-        target.write_text(self.to_json() + "\n")
-        return target
+        target = check_output(path, inputs=inputs, folders=folders, overwrite=overwrite, what="JSON")
+        return atomic_write_text(target, self.to_json() + "\n")
 
     def summary(self) -> str:
         """A table a person reads."""

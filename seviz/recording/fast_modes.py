@@ -51,13 +51,19 @@ def check_supported(mode: FastMode, device: torch.device) -> None:
     import torch
 
     if mode.precision not in PRECISIONS:
-        raise RecordError(f"unknown --precision {mode.precision!r}; use one of {', '.join(PRECISIONS)}")
+        raise RecordError(
+            f"unknown `precision` {mode.precision!r}; use one of {', '.join(PRECISIONS)}", param="precision"
+        )
     if mode.precision == "fp16" and device.type != "cuda":
-        raise RecordError("--precision fp16 needs a CUDA device; on CPU use bf16 (or fp32)")
+        raise RecordError(
+            "`precision` fp16 needs a CUDA device; on CPU use bf16 (or fp32)", param="precision"
+        )
     if mode.precision == "bf16" and device.type == "cpu" and not _cpu_has_bf16():
-        raise RecordError("this CPU has no native bf16 (avx512_bf16/amx); use --precision fp32")
+        raise RecordError(
+            "this CPU has no native bf16 (avx512_bf16/amx); use `precision` fp32", param="precision"
+        )
     if mode.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise RecordError("this GPU does not support bf16; use --precision fp16 or fp32")
+        raise RecordError("this GPU does not support bf16; use `precision` fp16 or fp32", param="precision")
 
 
 def _cpu_has_bf16() -> bool:
@@ -166,10 +172,13 @@ def enforce_bound(report: dict[str, Any], mode: FastMode, fallback: bool) -> Fas
         return mode
     worst = max(report["per_block"].items(), key=lambda item: item[1]["max_abs"])
     message = (
-        f"--precision {mode.describe()} changes gates by up to {report['max_abs']:.4g} (worst block {worst[0]}), "
-        f"above --max-gate-error {report['max_gate_error']:g}"
+        f"`precision` {mode.describe()} changes gates by up to {report['max_abs']:.4g} (worst block {worst[0]}), "
+        f"above `max_gate_error` {report['max_gate_error']:g}"
     )
     if not fallback:
-        raise GateErrorTooLarge(message + "; record in fp32, raise --max-gate-error, or pass --fallback")
-    log.warning("%s; recording in exact fp32 instead (--fallback)", message)
+        raise GateErrorTooLarge(
+            message + "; record in fp32, raise `max_gate_error`, or pass `fallback=True`",
+            param="max_gate_error",
+        )
+    log.warning("%s; recording in exact fp32 instead (fallback)", message)
     return FastMode("fp32", channels_last=False, compile=False)

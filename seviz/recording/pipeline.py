@@ -38,7 +38,7 @@ def plan_pipeline(device_type: str, workers: int | None = None, writer: str = "a
     barrier), which costs far more than the work they do, so both run inline.
     """
     if writer not in ("auto", "thread", "inline"):
-        raise RecordError(f"unknown --writer {writer!r}; use auto, thread or inline")
+        raise RecordError(f"unknown `writer` {writer!r}; use auto, thread or inline", param="writer")
     background = device_type == "cuda" if writer == "auto" else writer == "thread"
     return Pipeline(decoding_workers(device_type, workers), background)
 
@@ -67,6 +67,7 @@ class _BackgroundWriter:
         self.writer = writer
         self._queue: queue.Queue[SampleBatch | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
+        self._reported = False  # the error was raised in the caller already
         self._thread = threading.Thread(target=self._run, name="seviz-store-writer", daemon=True)
         self._thread.start()
 
@@ -83,12 +84,15 @@ class _BackgroundWriter:
 
     def put(self, batch: SampleBatch) -> None:
         if self._error is not None:
+            self._reported = True
             raise self._error
         self._queue.put(batch)
 
     def finish(self) -> None:
-        """Write everything queued, then stop the thread."""
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
+        """Write everything queued, then stop the thread (safe to call again after an error)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None and not self._reported:
+            self._reported = True
             raise self._error

@@ -1,5 +1,11 @@
 """``seviz record``: run images through a model and stream its SE gates into a store.
 
+:func:`record` runs in three steps over a :class:`~seviz.recording.config.RecordConfig`,
+checked before anything else happens: **prepare** (check the files, take the
+store's lock, load the model, list the images, check a resume against the
+store, calibrate a fast mode, open the :class:`~seviz.store.StoreWriter`),
+**run** (the batch loop), **finish** (mark the store complete).
+
 The pipeline has three stages: images are decoded (in DataLoader workers, or
 inline), the model runs in the main thread, and each batch is appended to the
 HDF5 store (:class:`~seviz.store.StoreWriter`, crash-safe), from a background
@@ -12,13 +18,16 @@ bf16 SE-ResNet-50 recording at 2.34x plain fp32 inference inline, 2.15x with 2
 decoding workers and a writer thread, in the same run).
 A run that is interrupted (Ctrl-C, SIGTERM, ``kill -9``) leaves a store holding
 every committed sample; ``resume=True`` finishes it with no sample missing or
-duplicated.
+duplicated. One Ctrl-C stops after the current batch, a second at once
+(:mod:`~seviz.recording.interrupts`).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -28,15 +37,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from seviz._files import atomic_write_text, check_output
 from seviz._torch_utils import resolve_device
-from seviz.errors import RecordError, StoreError
-from seviz.models.preprocessing import DataConfigLike, as_request, config_json, describe_preprocessing
-from seviz.recording.pipeline import _BackgroundWriter, _InlineWriter, plan_pipeline
+from seviz.errors import RecordError
+from seviz.models.preprocessing import DataConfigLike, config_json, describe_preprocessing
+from seviz.recording import fast_modes as fast
+from seviz.recording import resume as resume_checks
+from seviz.recording.config import RecordConfig
+from seviz.recording.interrupts import StopRequest, stop_requests
+from seviz.recording.pipeline import Pipeline, _BackgroundWriter, _InlineWriter, plan_pipeline
 from seviz.se import SEGate
-from seviz.store import BlockInfo, SampleBatch, StoreWriter, open_store
+from seviz.store import BlockInfo, SampleBatch, StoreWriter
+from seviz.store.lock import StoreLock
 
 if TYPE_CHECKING:
     import torch
+
+    from seviz.data import ImageItem
+    from seviz.models import LoadedModel
 
 
 log = logging.getLogger(__name__)
@@ -58,13 +76,410 @@ class RecordSummary:
     preprocessing: str = ""  # the data config and where its values came from, in words
     preprocessing_notes: tuple[str, ...] = ()  # ImageNet fallback, upscaled images
 
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as a JSON-ready dict."""
+        return asdict(self)
+
+    def write_json(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write :meth:`to_dict` as JSON (never over the store, nor over a file without ``overwrite``)."""
+        target = check_output(path, inputs=[self.store], overwrite=overwrite, what="JSON")
+        return atomic_write_text(target, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def summary(self) -> str:
+        """The lines a person reads."""
+        return (
+            f"store:    {self.store}\n"
+            f"model:    {self.model} ({self.precision})\n"
+            f"blocks:   {self.blocks}\n"
+            f"samples:  {self.samples}\n"
+            f"skipped:  {self.skipped} unreadable files\n"
+            f"speed:    {self.images_per_second:.1f} images/s"
+            + (f"\npreprocessing: {self.preprocessing}" if self.preprocessing else "")
+            + "".join(f"\nnote: {note}" for note in self.preprocessing_notes)
+        )
+
     def describe(self) -> str:
+        """One line."""
         return (
             f"recorded {self.samples} images x {self.blocks} SE blocks of {self.model} "
             f"({self.precision}) into {self.store}; skipped {self.skipped} unreadable files; "
             f"{self.images_per_second:.1f} images/s"
-            + "".join(f"\nnote: {note}" for note in self.preprocessing_notes)
         )
+
+
+@dataclass
+class _Run:
+    """A prepared recording: the model loaded, the images listed, the store open for writing."""
+
+    config: RecordConfig
+    device: torch.device
+    mode: fast.FastMode
+    pipeline: Pipeline
+    loaded: LoadedModel
+    items: list[ImageItem]
+    gates: list[SEGate]
+    writer: StoreWriter
+    notes: tuple[str, ...] = ()  # preprocessing notes: ImageNet fallback, upscaled images
+    began: float = 0.0
+    start_samples: int = 0
+    sink: _BackgroundWriter | _InlineWriter | None = None
+
+
+def record(
+    model: str | RecordConfig,
+    data: str | Path | None = None,
+    out: str | Path | None = None,
+    classes: str | Sequence[str] | None = None,
+    weights: str = "pretrained",
+    images_per_class: int | None = None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    device: str = "auto",
+    dtype: str = "float16",
+    overwrite: bool = False,
+    resume: bool = False,
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile: bool = False,
+    max_gate_error: float = 0.02,
+    fallback: bool = False,
+    progress: bool = True,
+    command: str = "",
+    decode: str = "cpu",
+    writer: str = "auto",
+    data_config: DataConfigLike = None,
+) -> RecordSummary:
+    """Record the SE gates of ``model`` on the images under ``data`` into the store ``out``.
+
+    Call it with keyword arguments, or with one :class:`RecordConfig`
+    (``record(config)``). Every option is checked before any model is loaded or
+    any file is written; the store's lock is held from the first look at the
+    store to the last write (one writer per store).
+
+    Args:
+        model: Model spec (see :mod:`seviz.models.registry`), or a :class:`RecordConfig`.
+        data: Image folder (see :mod:`seviz.data.loader`).
+        out: The ``.h5`` store to write (never inside ``data``).
+        classes: Classes to record, a list or comma-separated (all classes found under ``data`` when None).
+        weights: ``pretrained``, ``random`` or a weights file.
+        images_per_class: First N images of each class (the paper used 50).
+        batch_size: Images per forward pass.
+        workers: DataLoader worker processes decoding images; None picks by
+            device (see :func:`plan_pipeline`).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        dtype: Stored gate dtype, ``float16`` or ``float32``.
+        overwrite: Replace an existing store (once the new run has committed its first batch).
+        resume: Finish an interrupted store with the same options and images.
+        num_classes: Output size of a user's model.
+        class_names: Output names of a user's model.
+        precision: ``fp32`` (exact), ``bf16`` or ``fp16`` (checked against fp32 first).
+        channels_last: Run in channels-last memory format.
+        compile: ``torch.compile`` the model (checked against fp32 first).
+        max_gate_error: Largest gate difference a fast mode may show on calibration.
+        fallback: Record in fp32 when the fast mode exceeds ``max_gate_error``.
+        progress: Show a progress bar.
+        command: The command line, stored for provenance.
+        decode: ``cpu`` (PIL, in DataLoader workers or inline) or ``gpu`` (JPEG
+            decoding and preprocessing on the CUDA device; see :mod:`seviz.data.gpu_decode`).
+        writer: ``auto``, ``thread`` (append to the store from a background
+            thread) or ``inline`` (between forward passes); see :func:`plan_pipeline`.
+        data_config: Preprocessing instead of the model's own (see
+            :func:`seviz.models.load_model`): a mapping of any of ``input_size``,
+            ``mean``, ``std``, ``crop_pct``, ``crop_mode``, ``interpolation``, or a JSON file.
+
+    Returns:
+        A :class:`RecordSummary`.
+
+    Raises:
+        RecordError: An option seviz cannot use (``error.param`` names it).
+        StoreLockedError: Another run is writing ``out``.
+        StoreError: ``resume`` on a store that is complete, or of another run or image list.
+        DiskFullError: The disk filled up; the committed samples are kept.
+        KeyboardInterrupt: Ctrl-C; the committed samples are kept (finish with ``resume=True``).
+    """
+    config = _as_config(dict(locals()))
+    device_, mode, pipeline = _check_setup(config)
+    with stop_requests() as stop, StoreLock(config.out) as _lock:
+        run = _prepare(config, device_, mode, pipeline, _lock)
+        stop.mode = "after_batch"
+        try:
+            _run(run, stop)
+        except BaseException:
+            stop.mode = "hold"
+            _abandon(run)
+            raise
+        stop.mode = "hold"
+        return _finish(run)
+
+
+def _as_config(arguments: dict[str, Any]) -> RecordConfig:
+    """``record``'s arguments as a config; a config passed as ``model`` stands alone."""
+    given = arguments.pop("model")
+    if not isinstance(given, RecordConfig):
+        return RecordConfig(model=given, **arguments)
+    defaults = {name: value for name, value in _RECORD_DEFAULTS.items() if name != "model"}
+    extra = sorted(name for name, value in arguments.items() if value != defaults.get(name))
+    if extra:
+        raise RecordError(
+            f"record(config) takes no other arguments, got {', '.join(extra)}; "
+            "use dataclasses.replace(config, ...) to change a config",
+            param=extra[0],
+        )
+    return given
+
+
+def _check_setup(config: RecordConfig) -> tuple[torch.device, fast.FastMode, Pipeline]:
+    """The checks that need no model and write nothing: files, device, fast mode, pipeline."""
+    config.check_paths()
+    device = resolve_device(config.device)
+    if config.decode == "gpu" and device.type != "cuda":
+        raise RecordError(
+            "`decode` gpu needs a CUDA device (`device` cuda); on a CPU use `decode` cpu", param="decode"
+        )
+    mode = fast.FastMode(config.precision, config.channels_last, config.compile)
+    fast.check_supported(mode, device)
+    return device, mode, plan_pipeline(device.type, config.workers, config.writer)
+
+
+def _prepare(
+    config: RecordConfig, device: torch.device, mode: fast.FastMode, pipeline: Pipeline, lock: StoreLock
+) -> _Run:
+    """Under the store's lock: the model, the images, the resume checks, the calibration, the writer."""
+    from seviz.data import find_images, upscaling_note
+    from seviz.data.gpu_decode import check_preprocessing
+    from seviz.models import load_model
+    from seviz.se import discover_se_gates
+
+    committed = resume_checks.read_committed(config.out) if config.resume else None
+    loaded = load_model(
+        config.model,
+        config.weights,
+        num_classes=config.num_classes,
+        class_names=config.class_names,
+        device=str(device),
+        data_config=config.data_config,
+    )
+    if config.decode == "gpu":
+        check_preprocessing(loaded.data_config)
+    items = find_images(config.data, loaded, config.classes, config.images_per_class)
+    upscaled = upscaling_note(items, loaded.data_config)
+    if upscaled:
+        log.warning("%s", upscaled)
+    notes = (*loaded.preprocessing_notes, *([upscaled] if upscaled else []))
+    gates = discover_se_gates(loaded.model, tuple(loaded.data_config["input_size"]))
+    classes_attr, run_config = _describe(config, loaded, items)
+    if committed is not None:
+        resume_checks.check_options(config.out, committed, run_config)
+        resume_checks.check_committed_paths(config.out, committed, items)
+    mode, gate_error = _calibrate(config, loaded, gates, items, mode, device)
+    attrs = {
+        **loaded.provenance(),
+        **_versions(),
+        "classes": classes_attr,
+        "command": config.command,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "precision": mode.describe(),
+        "gate_error": gate_error,
+        "run_config": run_config,
+        "preprocessing_notes": list(notes),
+    }
+    writer = StoreWriter(
+        config.out,
+        [_block_info(g) for g in gates],
+        attrs,
+        dtype=config.dtype,
+        overwrite=config.overwrite,
+        resume=config.resume,
+        path_length=max(len(i.path.encode()) for i in items),
+        name_length=max(len(i.class_name.encode()) for i in items),
+        inputs=config.inputs(),
+        lock=lock,
+    )
+    return _Run(
+        config, device, mode, pipeline, loaded, items, gates, writer, notes, start_samples=writer.samples
+    )
+
+
+def _describe(
+    config: RecordConfig, loaded: LoadedModel, items: list[ImageItem]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The store's ``classes`` and ``run_config`` (what a resume must match)."""
+    classes_attr = [
+        {"index": index, "name": name, "id": loaded.class_ids[index] if loaded.class_ids else None}
+        for index, name in {item.label: item.class_name for item in items}.items()
+    ]
+    run_config = {
+        "model": loaded.name,
+        "weights_sha256": loaded.weights_sha256,
+        "data": str(config.data.resolve()),
+        "classes": [c["index"] for c in classes_attr],
+        "images_per_class": config.images_per_class,
+        "images": len(items),
+        "dtype": config.dtype,
+        "preprocessing": config_json(loaded.data_config),
+    }
+    return classes_attr, run_config
+
+
+def _calibrate(
+    config: RecordConfig,
+    loaded: LoadedModel,
+    gates: list[SEGate],
+    items: list[ImageItem],
+    mode: fast.FastMode,
+    device: torch.device,
+) -> tuple[fast.FastMode, dict[str, Any]]:
+    """A fast mode is measured against fp32 on a whole first batch (the loop's batch shape, for compile)."""
+    from seviz.data import iterate_batches
+
+    gate_error: dict[str, Any] = {"precision": "fp32", "max_abs": 0.0, "mean_abs": 0.0, "exact": True}
+    if mode.exact:
+        return mode, gate_error
+    first = next(iterate_batches(items, loaded.data_config, batch_size=config.batch_size), None)
+    if first is not None and first.images is not None:
+        gate_error = fast.calibrate(loaded.model, gates, first.images, mode, device, config.max_gate_error)
+        mode = fast.enforce_bound(gate_error, mode, config.fallback)
+        gate_error["recorded_precision"] = mode.describe()
+    return mode, gate_error
+
+
+def _run(run: _Run, stop: StopRequest) -> None:
+    """The batch loop: decode, forward, hand each batch to the store; stop between batches on request."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from seviz.data import iterate_batches
+    from seviz.se import Recorder
+
+    config, mode, writer = run.config, run.mode, run.writer
+    log.info("recording on %s: %s", run.device, run.pipeline.describe())
+    sink = _BackgroundWriter(writer) if run.pipeline.background_writer else _InlineWriter(writer)
+    run.sink = sink
+    runner = fast.prepare_model(run.loaded.model, mode)
+    bar = tqdm(
+        total=len(run.items),
+        initial=writer.consumed,
+        unit="img",
+        desc="recording",
+        disable=not config.progress,
+    )
+    run.began = time.perf_counter()
+    try:
+        # One autocast context for the whole run: autocast caches its low-precision copies of
+        # the weights only while its context is open, so a context per batch re-casts them.
+        with (
+            torch.no_grad(),
+            Recorder(run.loaded.model, run.gates) as recorder,
+            fast.autocast(mode, run.device),
+        ):
+            for batch in iterate_batches(
+                run.items,
+                run.loaded.data_config,
+                batch_size=config.batch_size,
+                workers=run.pipeline.workers,
+                start=writer.consumed,
+                pin_memory=run.device.type == "cuda",
+                decode_device=run.device if config.decode == "gpu" else None,
+            ):
+                sink.put(_forward(batch, runner, recorder, mode, config.batch_size, run.device))
+                bar.update(batch.consumed)
+                stop.raise_if_requested()
+        sink.finish()
+    finally:
+        bar.close()
+        if mode.channels_last:
+            run.loaded.model.to(memory_format=torch.contiguous_format)
+
+
+def _forward(
+    batch: Any, runner: Any, recorder: Any, mode: fast.FastMode, batch_size: int, device: Any
+) -> SampleBatch:
+    """One batch through the model: its top-5 predictions and every SE gate, ready for the store."""
+    if batch.images is not None:
+        images = fast.prepare_input(batch.images, mode, device)
+        rows = len(images)
+        if mode.compile:  # one batch shape: a short last batch would recompile
+            images = fast.pad_batch(images, batch_size)
+        logits = runner(images)[:rows]
+        captured = {name: gate[:rows] for name, gate in recorder.pop().items()}
+        topk_index, topk_prob = _topk(logits)
+        gate_arrays = {name: t.float().cpu().numpy() for name, t in captured.items()}
+    else:
+        topk_index = np.zeros((0, 5), np.int32)
+        topk_prob = np.zeros((0, 5), np.float32)
+        gate_arrays = {}
+    return SampleBatch(
+        label=np.asarray([i.label for i in batch.items], dtype=np.int64),
+        class_name=[i.class_name for i in batch.items],
+        path=[i.path for i in batch.items],
+        topk_index=topk_index,
+        topk_prob=topk_prob,
+        gates=gate_arrays,
+        consumed=batch.consumed,
+        skipped=batch.skipped,
+    )
+
+
+def _abandon(run: _Run) -> None:
+    """After an error or Ctrl-C: keep every batch handed to the writer, close the store incomplete."""
+    if run.sink is not None:
+        try:
+            run.sink.finish()
+        except BaseException as error:  # the original exception matters more
+            log.error("store writer failed while stopping: %s", error)
+    writer = run.writer
+    try:
+        writer.close(complete=False)
+    except BaseException as error:
+        log.error("closing the store failed: %s", error)
+    if writer.published:
+        log.warning(
+            "recording stopped: %d samples are saved in %s; finish it by running the same command with "
+            "--resume (resume=True)",
+            writer.samples,
+            writer.path,
+        )
+    else:
+        log.warning(
+            "recording stopped before its first batch was stored: %s",
+            f"{writer.path} is as it was" if writer.path.exists() else "no store was written",
+        )
+
+
+def _finish(run: _Run) -> RecordSummary:
+    """Mark the store complete (the last thing written) and sum the run up."""
+    writer = run.writer
+    seconds = time.perf_counter() - run.began
+    skipped = writer.consumed - writer.samples
+    writer.close(
+        complete=True,
+        final_attrs={
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "skipped_count": skipped,
+            "samples": writer.samples,
+        },
+    )
+    new = writer.samples - run.start_samples
+    summary = RecordSummary(
+        store=str(run.config.out),
+        model=run.loaded.name,
+        blocks=len(run.gates),
+        samples=writer.samples,
+        skipped=skipped,
+        seconds=round(seconds, 3),
+        images_per_second=new / seconds if seconds > 0 else 0.0,
+        precision=run.mode.describe(),
+        complete=True,
+        preprocessing=describe_preprocessing(run.loaded.data_config, run.loaded.preprocessing_source),
+        preprocessing_notes=run.notes,
+    )
+    log.debug("record summary: %s", json.dumps(summary.to_dict()))
+    return summary
+
+
+_RECORD_DEFAULTS = {name: p.default for name, p in inspect.signature(record).parameters.items()}
 
 
 def _topk(logits: torch.Tensor, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -93,292 +508,6 @@ def _versions() -> dict[str, str]:
         "timm_version": timm.__version__,
         "h5py_version": h5py.__version__,
     }
-
-
-def _check_resumable(path: Path) -> dict[str, Any]:
-    """Before loading any model: the store to resume is readable and not complete.
-
-    Returns:
-        The run configuration it was recorded with, for :func:`_check_resume_matches`.
-    """
-    try:
-        existing = open_store(path, warn_incomplete=False)
-    except StoreError as error:
-        raise StoreError(
-            f"cannot resume: {error}. A run stopped before it had set up the store leaves nothing to "
-            "resume: record it again with --overwrite instead of --resume"
-        ) from None
-    with existing:
-        if existing.complete:
-            raise StoreError(
-                f"cannot resume: store {str(path)!r} is already complete ({len(existing)} samples); "
-                "drop --resume, or pass --overwrite to record it again"
-            )
-        return existing.json_attr("run_config", {})
-
-
-def _check_resume_matches(path: Path, previous: dict[str, Any], run_config: dict[str, Any]) -> None:
-    differing = [k for k in run_config if previous.get(k) != run_config[k]]
-    if differing:
-        key = differing[0]
-        raise StoreError(
-            f"cannot resume {str(path)!r}: it was recorded with {key}={previous.get(key)!r}, this run has "
-            f"{key}={run_config[key]!r}; rerun with the original options or record a new store (--overwrite)"
-        )
-
-
-def record(
-    model: str,
-    data: str | Path,
-    out: str | Path,
-    classes: str | Sequence[str] | None = None,
-    weights: str = "pretrained",
-    images_per_class: int | None = None,
-    batch_size: int = 32,
-    workers: int | None = None,
-    device: str = "auto",
-    dtype: str = "float16",
-    overwrite: bool = False,
-    resume: bool = False,
-    num_classes: int | None = None,
-    class_names: Sequence[str] | None = None,
-    precision: str = "fp32",
-    channels_last: bool = False,
-    compile: bool = False,
-    max_gate_error: float = 0.02,
-    fallback: bool = False,
-    progress: bool = True,
-    command: str = "",
-    decode: str = "cpu",
-    writer: str = "auto",
-    data_config: DataConfigLike = None,
-) -> RecordSummary:
-    """Record the SE gates of ``model`` on the images under ``data`` into the store ``out``.
-
-    Args:
-        model: Model spec (see :mod:`seviz.models.registry`).
-        data: Image folder (see :mod:`seviz.data.loader`).
-        out: The ``.h5`` store to write.
-        classes: Classes to record (all classes found under ``data`` when None).
-        weights: ``pretrained``, ``random`` or a weights file.
-        images_per_class: First N images of each class (the paper used 50).
-        batch_size: Images per forward pass.
-        workers: DataLoader worker processes decoding images; None picks by
-            device (see :func:`plan_pipeline`).
-        device: ``auto``, ``cpu`` or ``cuda``.
-        dtype: Stored gate dtype, ``float16`` or ``float32``.
-        overwrite: Replace an existing store.
-        resume: Finish an interrupted store with the same options.
-        num_classes: Output size of a user's model.
-        class_names: Output names of a user's model.
-        precision: ``fp32`` (exact), ``bf16`` or ``fp16`` (checked against fp32 first).
-        channels_last: Run in channels-last memory format.
-        compile: ``torch.compile`` the model (checked against fp32 first).
-        max_gate_error: Largest gate difference a fast mode may show on calibration.
-        fallback: Record in fp32 when the fast mode exceeds ``max_gate_error``.
-        progress: Show a progress bar.
-        command: The command line, stored for provenance.
-        decode: ``cpu`` (PIL, in DataLoader workers or inline) or ``gpu`` (JPEG
-            decoding and preprocessing on the CUDA device; see :mod:`seviz.data.gpu_decode`).
-        writer: ``auto``, ``thread`` (append to the store from a background
-            thread) or ``inline`` (between forward passes); see :func:`plan_pipeline`.
-        data_config: Preprocessing instead of the model's own (see
-            :func:`seviz.models.load_model`): a mapping of any of ``input_size``,
-            ``mean``, ``std``, ``crop_pct``, ``crop_mode``, ``interpolation``, or a JSON file.
-
-    Returns:
-        A :class:`RecordSummary`.
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    from seviz.data import find_images, iterate_batches, upscaling_note
-    from seviz.data.gpu_decode import check_preprocessing
-    from seviz.models import load_model
-    from seviz.recording import fast_modes as fast
-    from seviz.se import Recorder, discover_se_gates
-
-    out = Path(out)
-    request = as_request(data_config)  # a bad value is refused before anything is loaded or written
-    if np.dtype(dtype) not in (np.float16, np.float32):
-        raise RecordError(f"unsupported --dtype {dtype!r}; use float16 or float32")
-    if out.exists() and not (overwrite or resume):
-        raise FileExistsError(
-            f"store {str(out)!r} already exists; pass --overwrite to replace it or --resume to finish it"
-        )
-    if resume and not out.exists():
-        raise FileNotFoundError(f"cannot --resume: store {str(out)!r} does not exist")
-    previous_run = _check_resumable(out) if resume else {}
-    if not Path(data).expanduser().is_dir():
-        raise FileNotFoundError(
-            f"data folder {str(data)!r} does not exist; pass --data with a folder of images"
-        )
-    torch_device = resolve_device(device)
-    if decode not in ("cpu", "gpu"):
-        raise RecordError(f"unknown --decode {decode!r}; use cpu or gpu")
-    if decode == "gpu" and torch_device.type != "cuda":
-        raise RecordError("--decode gpu needs a CUDA device (--device cuda); on CPU use --decode cpu")
-    mode = fast.FastMode(precision, channels_last, compile)
-    fast.check_supported(mode, torch_device)
-    pipeline = plan_pipeline(torch_device.type, workers, writer)
-
-    loaded = load_model(
-        model,
-        weights,
-        num_classes=num_classes,
-        class_names=class_names,
-        device=str(torch_device),
-        data_config=request,
-    )
-    if decode == "gpu":
-        check_preprocessing(loaded.data_config)
-    items = find_images(data, loaded, classes, images_per_class)
-    upscaled = upscaling_note(items, loaded.data_config)
-    if upscaled:
-        log.warning("%s", upscaled)
-    notes = (*loaded.preprocessing_notes, *([upscaled] if upscaled else []))
-    gates = discover_se_gates(loaded.model, tuple(loaded.data_config["input_size"]))
-    recorded_classes = list({item.label: item.class_name for item in items}.items())
-    classes_attr = [
-        {"index": index, "name": name, "id": loaded.class_ids[index] if loaded.class_ids else None}
-        for index, name in recorded_classes
-    ]
-    run_config = {
-        "model": loaded.name,
-        "weights_sha256": loaded.weights_sha256,
-        "data": str(Path(data).expanduser().resolve()),
-        "classes": [c["index"] for c in classes_attr],
-        "images_per_class": images_per_class,
-        "images": len(items),
-        "dtype": np.dtype(dtype).name,
-        "preprocessing": config_json(loaded.data_config),
-    }
-    if resume:
-        _check_resume_matches(out, previous_run, run_config)
-
-    gate_error: dict[str, Any] = {"precision": "fp32", "max_abs": 0.0, "mean_abs": 0.0, "exact": True}
-    if not mode.exact:
-        # A whole first batch: a compiled model then sees the loop's batch shape here already.
-        first = next(iterate_batches(items, loaded.data_config, batch_size=batch_size), None)
-        if first is not None and first.images is not None:
-            gate_error = fast.calibrate(loaded.model, gates, first.images, mode, torch_device, max_gate_error)
-            mode = fast.enforce_bound(gate_error, mode, fallback)
-            gate_error["recorded_precision"] = mode.describe()
-    attrs = {
-        **loaded.provenance(),
-        **_versions(),
-        "classes": classes_attr,
-        "command": command,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "precision": mode.describe(),
-        "gate_error": gate_error,
-        "run_config": run_config,
-        "preprocessing_notes": list(notes),
-    }
-    store_writer = StoreWriter(
-        out,
-        [_block_info(g) for g in gates],
-        attrs,
-        dtype=dtype,
-        overwrite=overwrite and not resume,
-        resume=resume,
-        path_length=max(len(i.path.encode()) for i in items),
-        name_length=max(len(i.class_name.encode()) for i in items),
-    )
-    began = time.perf_counter()
-    start_samples = store_writer.samples
-    log.info("recording on %s: %s", torch_device, pipeline.describe())
-    background = (
-        _BackgroundWriter(store_writer) if pipeline.background_writer else _InlineWriter(store_writer)
-    )
-    runner = fast.prepare_model(loaded.model, mode)
-    finished = False
-    bar = tqdm(
-        total=len(items), initial=store_writer.consumed, unit="img", desc="recording", disable=not progress
-    )
-    try:
-        # One autocast context for the whole run: autocast caches its low-precision copies of
-        # the weights only while its context is open, so a context per batch re-casts them.
-        with torch.no_grad(), Recorder(loaded.model, gates) as recorder, fast.autocast(mode, torch_device):
-            for batch in iterate_batches(
-                items,
-                loaded.data_config,
-                batch_size=batch_size,
-                workers=pipeline.workers,
-                start=store_writer.consumed,
-                pin_memory=torch_device.type == "cuda",
-                decode_device=torch_device if decode == "gpu" else None,
-            ):
-                if batch.images is not None:
-                    images = fast.prepare_input(batch.images, mode, torch_device)
-                    rows = len(images)
-                    if mode.compile:  # one batch shape: a short last batch would recompile
-                        images = fast.pad_batch(images, batch_size)
-                    logits = runner(images)[:rows]
-                    captured = {name: gate[:rows] for name, gate in recorder.pop().items()}
-                    topk_index, topk_prob = _topk(logits)
-                    gate_arrays = {name: t.float().cpu().numpy() for name, t in captured.items()}
-                else:
-                    topk_index = np.zeros((0, 5), np.int32)
-                    topk_prob = np.zeros((0, 5), np.float32)
-                    gate_arrays = {}
-                background.put(
-                    SampleBatch(
-                        label=np.asarray([i.label for i in batch.items], dtype=np.int64),
-                        class_name=[i.class_name for i in batch.items],
-                        path=[i.path for i in batch.items],
-                        topk_index=topk_index,
-                        topk_prob=topk_prob,
-                        gates=gate_arrays,
-                        consumed=batch.consumed,
-                        skipped=batch.skipped,
-                    )
-                )
-                bar.update(batch.consumed)
-        background.finish()
-        finished = True
-    finally:
-        bar.close()
-        if not finished:
-            # Keep every batch already handed to the writer, then close cleanly.
-            try:
-                background.finish()
-            except BaseException as error:  # the original exception matters more
-                log.error("store writer failed while stopping: %s", error)
-            store_writer.close(complete=False)
-            log.warning(
-                "recording stopped: %d samples are saved in %s; finish with the same command and --resume",
-                store_writer.samples,
-                out,
-            )
-        if mode.channels_last:
-            loaded.model.to(memory_format=torch.contiguous_format)
-    seconds = time.perf_counter() - began
-    skipped_total = store_writer.consumed - store_writer.samples
-    store_writer.close(
-        complete=True,
-        final_attrs={
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "skipped_count": skipped_total,
-            "samples": store_writer.samples,
-        },
-    )
-    new = store_writer.samples - start_samples
-    summary = RecordSummary(
-        store=str(out),
-        model=loaded.name,
-        blocks=len(gates),
-        samples=store_writer.samples,
-        skipped=skipped_total,
-        seconds=round(seconds, 3),
-        images_per_second=new / seconds if seconds > 0 else 0.0,
-        precision=mode.describe(),
-        complete=True,
-        preprocessing=describe_preprocessing(loaded.data_config, loaded.preprocessing_source),
-        preprocessing_notes=notes,
-    )
-    log.debug("record summary: %s", json.dumps(asdict(summary)))
-    return summary
 
 
 def _block_info(gate: SEGate) -> BlockInfo:

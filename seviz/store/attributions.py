@@ -14,6 +14,7 @@ import numpy as np
 
 from seviz.errors import StoreError
 from seviz.store._h5 import _check_is_store, _open_swmr
+from seviz.store.lock import StoreLock
 from seviz.store.schema import _attr_value
 
 
@@ -42,8 +43,19 @@ def write_attributions(
     classes: Sequence[str],
     attrs: Mapping[str, Any],
 ) -> None:
-    """Write (replacing) the ``/attributions`` group of a complete store."""
+    """Write (replacing) the ``/attributions`` group of a complete store, holding its writer lock.
+
+    Raises:
+        StoreLockedError: Another run is writing the store.
+    """
     path = Path(path)
+    with StoreLock(path):
+        _write_attributions(path, tables, classes, attrs)
+
+
+def _write_attributions(
+    path: Path, tables: Mapping[str, np.ndarray], classes: Sequence[str], attrs: Mapping[str, Any]
+) -> None:
     with _open_swmr(path) as f:
         _check_is_store(f, path)
         if not bool(f.attrs.get("complete", False)):

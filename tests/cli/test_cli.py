@@ -157,14 +157,14 @@ def test_a_fast_mode_over_its_bound_exits_2_but_a_bug_shows_its_traceback(
     import seviz.recording
     from seviz.recording.fast_modes import GateErrorTooLarge
 
-    def over_bound(**_kwargs):
+    def over_bound(*_args, **_kwargs):
         raise GateErrorTooLarge("--precision bf16 changes gates by up to 0.05, above --max-gate-error 0.02")
 
     monkeypatch.setattr(seviz.recording, "record", over_bound)
     assert main(record_args(tmp_path, *tiny)) == 2
     assert "seviz record: error: --precision bf16 changes gates" in capsys.readouterr().err
 
-    def bug(**_kwargs):
+    def bug(*_args, **_kwargs):
         raise RuntimeError("an internal invariant broke")
 
     monkeypatch.setattr(seviz.recording, "record", bug)

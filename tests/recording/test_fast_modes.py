@@ -71,7 +71,7 @@ def test_calibration_refuses_a_run_above_the_bound_and_keeps_existing_output(
 ):
     out = tmp_path / "fast.h5"
     out.write_bytes(b"an earlier file")
-    with pytest.raises(GateErrorTooLarge, match="max-gate-error"):
+    with pytest.raises(GateErrorTooLarge, match="max_gate_error"):
         _record(cifar_like, out, live_demo_weights, precision="bf16", max_gate_error=1e-7, overwrite=True)
     assert out.read_bytes() == b"an earlier file"  # refused before anything was written
 
@@ -96,7 +96,7 @@ def test_fallback_records_exact_fp32_and_says_so(cifar_like, live_demo_weights, 
 def test_fp16_on_cpu_is_refused_with_the_way_out():
     with pytest.raises(ValueError, match="needs a CUDA device"):
         check_supported(FastMode("fp16"), torch.device("cpu"))
-    with pytest.raises(ValueError, match="unknown --precision"):
+    with pytest.raises(ValueError, match="unknown `precision`"):
         check_supported(FastMode("int8"), torch.device("cpu"))
 
 

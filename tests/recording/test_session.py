@@ -235,7 +235,7 @@ def test_pipeline_overlaps_on_gpu_and_runs_inline_on_cpu():
     forced = plan_pipeline("cpu", workers=3, writer="thread")
     assert (forced.workers, forced.background_writer) == (3, True)
     assert not plan_pipeline("cuda", writer="inline").background_writer
-    with pytest.raises(ValueError, match="--writer 'disk'"):
+    with pytest.raises(ValueError, match="`writer` 'disk'"):
         plan_pipeline("cpu", writer="disk")
     with pytest.raises(ValueError, match="--workers must be 0 or more, got -1"):
         plan_pipeline("cpu", workers=-1)
@@ -291,7 +291,7 @@ def test_existing_output_is_never_overwritten(tiny_spec, tmp_path):
     out = tmp_path / "store.h5"
     record_tiny(tiny_spec, tmp_path / "data", out)
     before = out.read_bytes()
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="`overwrite=True`"):
         record_tiny(tiny_spec, tmp_path / "data", out, images_per_class=1)
     assert out.read_bytes() == before
     record_tiny(tiny_spec, tmp_path / "data", out, images_per_class=1, overwrite=True)
@@ -521,3 +521,199 @@ def test_the_store_records_each_gate_with_its_hooked_module():
             gate.kind,
             gate.params,
         )
+
+
+# ------------------------------------------- one writer, atomic replace, a reader, a full disk, Ctrl-C
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _stray(folder: Path) -> list[str]:
+    """Temporary or lock files a run left behind."""
+    return sorted(
+        p.name for p in folder.iterdir() if p.name.startswith(".") or p.suffix in (".lock", ".resume-tmp")
+    )
+
+
+def seviz_record(
+    spec: str, data: Path, out: Path, log: Path, *extra: str, env=None, **popen
+) -> subprocess.Popen:
+    command = [sys.executable, "-m", "seviz", "record", "--model", spec, "--weights", "random",
+               "--class-names", "cat,dog", "--data", str(data), "--out", str(out), "--batch-size", "2",
+               "--workers", "0", "--device", "cpu", "--dtype", "float32", "--no-progress", *extra]  # fmt: skip
+    with open(log, "wb") as handle:
+        return subprocess.Popen(
+            command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+            **popen,
+        )  # fmt: skip
+
+
+def test_two_writers_of_one_store_one_proceeds_the_other_stops_at_once(tmp_path):
+    """The first run holds its store (paused in its 2nd batch) while a second is started on it."""
+    from _hostile_model import write_hostile_model
+
+    write_class_folders(tmp_path / "data", {"cat": 4, "dog": 4}, size=(32, 32))
+    spec, out, release = (
+        f"{write_hostile_model(tmp_path)}:waiting",
+        tmp_path / "store.h5",
+        tmp_path / "release",
+    )
+    first = seviz_record(spec, tmp_path / "data", out, tmp_path / "first.log", "--overwrite",
+                         env={"AT": "3", "RELEASE": str(release)})  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not (out.exists() and first.poll() is None) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the store appears once the first batch has committed
+        assert out.exists(), (tmp_path / "first.log").read_text()
+        before = _sha(out)
+        for extra in (["--overwrite"], ["--resume"]):
+            began = time.monotonic()
+            second = seviz_record(
+                spec, tmp_path / "data", out, tmp_path / "second.log", *extra, env={"AT": "0"}
+            )
+            second.wait(timeout=180)
+            text = (tmp_path / "second.log").read_text()
+            assert second.returncode == 2, text
+            assert f"already being written by PID {first.pid} (on " in text and "--resume" in text, text
+            assert "Traceback" not in text
+            assert time.monotonic() - began < 60  # it stops at once (its imports included), never waits
+            assert _sha(out) == before  # the second run changed nothing
+        assert first.poll() is None
+        release.touch()
+        first.wait(timeout=180)
+    finally:
+        release.touch()
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, (tmp_path / "first.log").read_text()
+    with open_store(out) as store:
+        assert store.complete and len(store) == 8 and len(set(store.paths.tolist())) == 8
+    assert _stray(tmp_path) == []
+
+
+def test_an_overwrite_that_stops_before_its_first_batch_leaves_the_old_store(
+    tiny_spec, interrupted_store, monkeypatch
+):
+    data, _, clean = interrupted_store
+    before = _sha(clean)
+    monkeypatch.setenv("TINY_STOP_AT", "2")  # the first batch's forward pass
+    with pytest.raises(KeyboardInterrupt):
+        record_tiny(tiny_spec, data, clean, factory="interrupted", images_per_class=3, overwrite=True)
+    assert _sha(clean) == before
+    assert _stray(clean.parent) == []
+
+
+def test_an_overwrite_replaces_the_store_once_its_first_batch_commits(
+    tiny_spec, interrupted_store, monkeypatch
+):
+    data, _, clean = interrupted_store
+    reference = read_all(clean)
+    monkeypatch.setenv("TINY_STOP_AT", "3")  # the second batch
+    with pytest.raises(KeyboardInterrupt):
+        record_tiny(tiny_spec, data, clean, factory="interrupted", images_per_class=5, overwrite=True)
+    with open_store(clean, warn_incomplete=False) as store:
+        assert len(store) == 2 and not store.complete  # the new run's store, resumable
+    monkeypatch.delenv("TINY_STOP_AT")
+    record_tiny(tiny_spec, data, clean, factory="interrupted", images_per_class=5, resume=True)
+    assert assert_prefix_of(clean, reference) == 10
+    assert _stray(clean.parent) == []
+
+
+def test_a_store_held_open_by_a_reader_completes(tmp_path, monkeypatch):
+    """The app or ``seviz.open_store`` reading the store must not make its last step fail."""
+    from _hostile_model import write_hostile_model
+
+    write_class_folders(tmp_path / "data", {"cat": 4, "dog": 4}, size=(32, 32))
+    out, release, log = tmp_path / "s.h5", tmp_path / "release", tmp_path / "reader.log"
+    for key, value in {"AT": "3", "HOLD_STORE": out, "HOLD_RELEASE": release, "HOLD_LOG": log}.items():
+        monkeypatch.setenv(key, str(value))
+    spec = write_hostile_model(tmp_path)
+    try:
+        summary = record_tiny(str(spec), tmp_path / "data", out, factory="reading", writer="inline")
+        assert summary.complete and summary.samples == 8
+        assert log.read_text().split() == [
+            "open",
+            "2",
+        ]  # the reader had the store open from the 2nd sample on
+        with open_store(out) as store:
+            assert store.complete and len(store) == 8
+    finally:
+        release.touch()  # the reader process ends in every case
+    deadline = time.monotonic() + 60
+    while "still" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert log.read_text().split()[2:] == ["still", "2"]
+
+
+def test_a_full_disk_stops_the_run_with_a_message_and_keeps_the_committed_samples(
+    tiny_spec, tmp_path, monkeypatch
+):
+    """In process, the free space reported to the writer runs out after 2 batches."""
+    import seviz.store.writer as writer_module
+    from seviz.errors import DiskFullError
+
+    write_class_folders(tmp_path / "data", {"cat": 5, "dog": 5}, size=(32, 32))
+    free = iter([10**9, 10**9])
+    monkeypatch.setattr(writer_module, "free_bytes", lambda _path: next(free, 0))
+    with pytest.raises(DiskFullError, match="no space left on .*the 4 committed samples are kept"):
+        record_tiny(tiny_spec, tmp_path / "data", tmp_path / "s.h5", images_per_class=5)
+    monkeypatch.undo()
+    with open_store(tmp_path / "s.h5", warn_incomplete=False) as store:
+        assert len(store) == 4 and not store.complete
+    assert _stray(tmp_path) == []
+    summary = record_tiny(tiny_spec, tmp_path / "data", tmp_path / "s.h5", images_per_class=5, resume=True)
+    assert summary.samples == 10 and summary.complete
+
+
+def test_a_real_full_disk_exits_2_without_a_traceback(tmp_path):
+    """``seviz record`` into a 4 MiB tmpfs that another process fills mid-run."""
+    from _hostile_model import write_hostile_model
+    from _tmpfs import small_tmpfs
+
+    write_class_folders(tmp_path / "data", {"cat": 5, "dog": 5}, size=(32, 32))
+    spec = f"{write_hostile_model(tmp_path)}:filling"
+    with small_tmpfs(tmp_path / "disk", "4m") as disk:
+        out, filler = disk / "s.h5", disk / "filler"
+        env = {"AT": "4", "FILL_PATH": str(filler), "FILL_LEAVE": str(64 * 1024)}
+        process = seviz_record(spec, tmp_path / "data", out, tmp_path / "run.log", env=env)
+        process.wait(timeout=300)
+        text = (tmp_path / "run.log").read_text()
+        assert process.returncode == 2, text
+        assert f"seviz record: error: no space left on {str(disk)!r}" in text, text
+        assert "the 4 committed samples are kept" in text and "--resume" in text
+        assert "Traceback" not in text and "Exception ignored" not in text
+        assert _stray(disk) == []
+        with open_store(out, warn_incomplete=False) as store:
+            assert len(store) == 4 and not store.complete
+        filler.unlink()
+        summary = record_tiny(spec.rpartition(":")[0], tmp_path / "data", out, factory="filling", resume=True,
+                              dtype="float32")  # fmt: skip
+        assert summary.samples == 10 and summary.complete
+        assert _stray(disk) == []
+
+
+def test_ctrl_c_in_a_terminal_stops_after_the_batch_with_the_resume_hint(
+    tiny_spec, paced_clean_run, tmp_path
+):
+    """A terminal's Ctrl-C reaches the decoding workers too; they must not break the last batch."""
+    data, clean = paced_clean_run
+    out, log = tmp_path / "store.h5", tmp_path / "seviz.log"
+    process = seviz_record(f"{tiny_spec}:paced", data, out, log, "--workers", "1", env={"TINY_SLEEP": "0.05"},
+                           start_new_session=True)  # fmt: skip
+    try:
+        seen = wait_for_committed(process, out, clean, minimum=4, log=log)
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert process.returncode == 130, text
+    assert "interrupted" in text and "--resume" in text and "Traceback" not in text, text
+    kept = assert_prefix_of(out, clean, exact=False)
+    assert seen <= kept < 2 * CLASS_IMAGES
+    assert _stray(tmp_path) == []

@@ -106,7 +106,7 @@ def test_a_store_killed_while_being_created_asks_for_overwrite(tmp_path):
     )
     subprocess.run([sys.executable, "-c", script], check=False, timeout=120)
     (tmp_path / "data" / "cat").mkdir(parents=True)
-    with pytest.raises(StoreError, match="record it again with --overwrite instead of --resume"):
+    with pytest.raises(StoreError, match="record it again with `overwrite=True` instead of `resume=True`"):
         record("tiny_does_not_matter", tmp_path / "data", path, resume=True, weights="random")
     assert path.exists()  # nothing was deleted
 
@@ -114,7 +114,7 @@ def test_a_store_killed_while_being_created_asks_for_overwrite(tmp_path):
 def test_writer_refuses_an_existing_file_and_wrong_gate_shapes(tmp_path):
     path = tmp_path / "s.h5"
     path.write_bytes(b"someone's file")
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="`overwrite=True`"):
         StoreWriter(path, BLOCKS, ATTRS)
     assert path.read_bytes() == b"someone's file"
     with StoreWriter(path, BLOCKS, ATTRS, overwrite=True) as writer:
