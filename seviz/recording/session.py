@@ -77,8 +77,8 @@ class RecordSummary:
     preprocessing_notes: tuple[str, ...] = ()  # ImageNet fallback, upscaled images
 
     def to_dict(self) -> dict[str, Any]:
-        """The summary as a JSON-ready dict."""
-        return asdict(self)
+        """The summary as a JSON-ready dict (what :meth:`write_json` writes)."""
+        return {**asdict(self), "preprocessing_notes": list(self.preprocessing_notes)}
 
     def write_json(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write :meth:`to_dict` as JSON (never over the store, nor over a file without ``overwrite``)."""
