@@ -16,6 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--classes", default=None, help="classes to report per-class statistics for (default: all)"
     )
     parser.add_argument("--json", dest="json_out", default=None, help="write all statistics as JSON")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="split each block's rows into N parts analysed side by side and merged (same numbers)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
 
     from seviz.analysis import compute_statistics
 
-    stats = compute_statistics(args.store, blocks=split_list(args.blocks), classes=split_list(args.classes))
+    stats = compute_statistics(
+        args.store, blocks=split_list(args.blocks), classes=split_list(args.classes), jobs=args.jobs
+    )
     print(
         f"{'block':8} {'channels':>8} {'specificity':>11} {'chance':>6} {'var-ratio':>9} {'mean|1-s|':>9} "
         f"{'>=0.95':>6} {'input-dep':>9}"

@@ -58,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from seviz.recording import record
+    from seviz.recording.distributed import shard_from_environment
 
     summary = record(
         model=args.model,
@@ -84,12 +85,20 @@ def run(args: argparse.Namespace) -> int:
         decode=args.decode,
         writer=args.writer,
     )
+    shard = shard_from_environment()
+    if shard is not None and shard.rank != 0:  # under torchrun rank 0 reports for every rank
+        return 0
     print(
         f"store:    {summary.store}\n"
         f"model:    {summary.model} ({summary.precision})\n"
         f"blocks:   {summary.blocks}\n"
         f"samples:  {summary.samples}\n"
         f"skipped:  {summary.skipped} unreadable files\n"
-        f"speed:    {summary.images_per_second:.1f} images/s"
+        f"speed:    {summary.images_per_second:.1f} images/s" + (" (all ranks)" if summary.ranks else "")
     )
+    for rank, part in enumerate(summary.ranks):
+        print(
+            f"rank {rank}:   {part.samples} samples, {part.skipped} skipped, {part.seconds:.1f} s, "
+            f"{part.images_per_second:.1f} images/s into {part.store}"
+        )
     return 0

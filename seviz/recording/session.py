@@ -30,6 +30,7 @@ import numpy as np
 
 from seviz._torch_utils import resolve_device
 from seviz.errors import RecordError, StoreError
+from seviz.recording import distributed
 from seviz.recording.pipeline import _BackgroundWriter, _InlineWriter, plan_pipeline
 from seviz.se import SEGate
 from seviz.store import BlockInfo, SampleBatch, StoreWriter, open_store
@@ -54,12 +55,14 @@ class RecordSummary:
     images_per_second: float
     precision: str
     complete: bool
+    # [distributed] Under torchrun: every rank's own summary, in rank order (empty otherwise).
+    ranks: tuple[RecordSummary, ...] = ()
 
     def describe(self) -> str:
         return (
             f"recorded {self.samples} images x {self.blocks} SE blocks of {self.model} "
             f"({self.precision}) into {self.store}; skipped {self.skipped} unreadable files; "
-            f"{self.images_per_second:.1f} images/s"
+            f"{self.images_per_second:.1f} images/s" + (f" on {len(self.ranks)} ranks" if self.ranks else "")
         )
 
 
@@ -123,6 +126,9 @@ def _check_resume_matches(path: Path, previous: dict[str, Any], run_config: dict
         )
 
 
+# [distributed] Under torchrun, each rank records its slice into its shard and rank 0 combines
+# the shards (seviz.recording.distributed); outside torchrun the call goes straight through.
+@distributed.across_ranks(RecordSummary)
 def record(
     model: str,
     data: str | Path,
@@ -147,6 +153,7 @@ def record(
     command: str = "",
     decode: str = "cpu",
     writer: str = "auto",
+    shard: distributed.Shard | None = None,
 ) -> RecordSummary:
     """Record the SE gates of ``model`` on the images under ``data`` into the store ``out``.
 
@@ -177,6 +184,9 @@ def record(
             decoding and preprocessing on the CUDA device; see :mod:`seviz.data.gpu_decode`).
         writer: ``auto``, ``thread`` (append to the store from a background
             thread) or ``inline`` (between forward passes); see :func:`plan_pipeline`.
+        shard: Set by :func:`~seviz.recording.distributed.across_ranks` under
+            torchrun (not by callers): record only this rank's slice into ``out``,
+            its shard.
 
     Returns:
         A :class:`RecordSummary`.
@@ -230,6 +240,7 @@ def record(
         "images_per_class": images_per_class,
         "images": len(items),
         "dtype": np.dtype(dtype).name,
+        **(shard.run_config(len(items)) if shard else {}),  # [distributed] the rank's slice
     }
     if resume:
         _check_resume_matches(out, previous_run, run_config)
@@ -251,7 +262,10 @@ def record(
         "precision": mode.describe(),
         "gate_error": gate_error,
         "run_config": run_config,
+        **(shard.attrs() if shard else {}),  # [distributed] rank, world_size
     }
+    if shard is not None:  # [distributed] after calibration, which every rank runs on the same first batch
+        items = shard.take(items)
     store_writer = StoreWriter(
         out,
         [_block_info(g) for g in gates],
@@ -259,8 +273,8 @@ def record(
         dtype=dtype,
         overwrite=overwrite and not resume,
         resume=resume,
-        path_length=max(len(i.path.encode()) for i in items),
-        name_length=max(len(i.class_name.encode()) for i in items),
+        path_length=max((len(i.path.encode()) for i in items), default=1),
+        name_length=max((len(i.class_name.encode()) for i in items), default=1),
     )
     began = time.perf_counter()
     start_samples = store_writer.samples
@@ -271,7 +285,12 @@ def record(
     runner = fast.prepare_model(loaded.model, mode)
     finished = False
     bar = tqdm(
-        total=len(items), initial=store_writer.consumed, unit="img", desc="recording", disable=not progress
+        total=len(items),
+        initial=store_writer.consumed,
+        unit="img",
+        desc=shard.label if shard else "recording",  # [distributed] one bar per rank, in rank order
+        position=shard.local_rank if shard else None,
+        disable=not progress,
     )
     try:
         # One autocast context for the whole run: autocast caches its low-precision copies of
