@@ -80,11 +80,11 @@ def uneven_data(tmp_path_factory):
     return root / "data"
 
 
-def record_tiny(spec: str, data: Path, out: Path, **options):
+def record_tiny(spec: str, data: Path, out: Path, factory: str = "tiny", **options):
     options = {"weights": "random", "batch_size": 1, "workers": 0, "dtype": "float32", **options}
     return record(
-        model=f"{spec}:tiny", data=data, out=out, class_names=["cat", "dog"], device="cpu", progress=False,
-        **options,
+        model=f"{spec}:{factory}", data=data, out=out, class_names=["cat", "dog"], device="cpu",
+        progress=False, **options,
     )  # fmt: skip
 
 
@@ -216,6 +216,37 @@ def test_combining_refuses_a_missing_unfinished_or_foreign_shard(tiny_spec, unev
     with pytest.raises(StoreError, match="other options"):
         combine_shards(out, 2)
     assert not out.exists()
+
+
+def test_an_interrupted_shard_resumes_and_refuses_other_options(
+    tiny_spec, uneven_data, combined, tmp_path, monkeypatch
+):
+    """What rank 1 does after it was stopped mid-slice: --resume with the same options, not others."""
+    single, _ = combined
+    out = tmp_path / "store.h5"
+    stopping = "interrupted"  # the tiny network, stopped at forward pass $TINY_STOP_AT
+    record_tiny(tiny_spec, uneven_data, shard_path(out, 0, 2), stopping, shard=Shard(0, 2))
+    monkeypatch.setenv("TINY_STOP_AT", "4")  # pass 1 is the probe: 2 of its 5 images are committed
+    with pytest.raises(KeyboardInterrupt):
+        record_tiny(tiny_spec, uneven_data, shard_path(out, 1, 2), stopping, shard=Shard(1, 2))
+    monkeypatch.delenv("TINY_STOP_AT")
+    with open_store(shard_path(out, 1, 2), warn_incomplete=False) as shard:
+        assert (len(shard), shard.complete) == (2, False)
+    with pytest.raises(StoreError, match="cannot resume.*images_per_class"):
+        record_tiny(
+            tiny_spec, uneven_data, shard_path(out, 1, 2), stopping, shard=Shard(1, 2), resume=True,
+            images_per_class=4,
+        )  # fmt: skip
+    with pytest.raises(StoreError, match="cannot resume.*world_size"):  # a slice of another world size
+        record_tiny(tiny_spec, uneven_data, shard_path(out, 1, 2), stopping, shard=Shard(1, 3), resume=True)
+    summary = record_tiny(
+        tiny_spec, uneven_data, shard_path(out, 1, 2), stopping, shard=Shard(1, 2), resume=True
+    )
+    assert (summary.samples, summary.complete) == (5, True)
+    combine_shards(out, 2)
+    want, got = columns(single), columns(out)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
 
 
 def test_a_run_is_checked_against_the_shards_there_before_it_starts(tmp_path):
