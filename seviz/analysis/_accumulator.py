@@ -17,6 +17,10 @@ fine bins):
 * at most ``max_eval_samples`` rows, evenly spread and chosen by index, to
   score the nearest-centroid classifier once the centroids are known.
 
+Accumulators of different rows of one store (parts analysed in parallel, or the
+shards of a recording) combine with :meth:`BlockAccumulator.merge` into the
+state one pass over all the rows would have reached.
+
 Float16 chunks (the default store type) with finite, non-negative gates go
 through one compiled loop (:func:`seviz._kernels.add_float16_rows`) that
 reads each gate once, rows of one class after another so the histogram
@@ -47,7 +51,7 @@ from seviz.analysis.results import (
     Specificity,
     StatsSettings,
 )
-from seviz.errors import StoreError
+from seviz.errors import AnalysisError, StoreError
 from seviz.store import BlockInfo
 
 log = logging.getLogger(__name__)
@@ -101,6 +105,7 @@ class BlockAccumulator:
         scratch: Scratch | None = None,
     ) -> None:
         self.info = info
+        self.samples = samples  # rows of the whole store (parts of it merge: see merge)
         self.scratch = scratch or Scratch()
         self.settings = settings
         self.all_classes = all_classes
@@ -342,6 +347,78 @@ class BlockAccumulator:
                 self._flush(group)
         counts = self.pending if self.totals is None else self.totals
         return counts.reshape(groups, self.info.channels, self.bins)
+
+    def merge(self, other: BlockAccumulator) -> None:
+        """Add the state of ``other``, which took other rows of the same store, into this one.
+
+        Both must have been made for the same block, store size, classes and
+        settings, and fed rows by their index in the whole store (``start``),
+        so folds and scored rows line up with one pass over it. Then the
+        merged counts, extremes and histograms (hence quantiles) equal one
+        pass's exactly; means and second moments follow Chan et al.'s
+        parallel update (*Updating formulae and a pairwise algorithm for
+        computing sample variances*, 1979) and equal one pass's up to float
+        rounding.
+        """
+        self._check_mergeable(other)
+        n_a, n_b = self.count.sum(axis=1), other.count.sum(axis=1)
+        for k in np.flatnonzero(n_b > 0).tolist():
+            if n_a[k] == 0:  # the class is new here: take its state as it is
+                self.ref[k], self.has_ref[k] = other.ref[k], True
+                self.s1[k], self.s2[k] = other.s1[k], other.s2[k]
+                continue
+            self._merge_moments(k, int(n_a[k]), int(n_b[k]), other)
+        self.count += other.count
+        np.minimum(self.low, other.low, out=self.low)
+        np.maximum(self.high, other.high, out=self.high)
+        self.near_count += other.near_count
+        self.excess += other.excess
+        self._merge_histograms(other)
+        if other.eval_rows is not None:
+            held = other.eval_labels >= 0
+            if self.eval_rows is None:
+                shape = (*self.eval_labels.shape, self.info.channels)
+                self.eval_rows = self.scratch.take("eval", math.prod(shape), other.eval_rows.dtype)
+                self.eval_rows = self.eval_rows.reshape(shape)
+            self.eval_rows[held] = other.eval_rows[held]
+            self.eval_labels[held] = other.eval_labels[held]
+
+    def _check_mergeable(self, other: BlockAccumulator) -> None:
+        same = (
+            self.info == other.info
+            and self.samples == other.samples
+            and self.all_classes == other.all_classes
+            and self.selected == other.selected
+            and self.settings == other.settings
+            and self.bins == other.bins
+        )
+        if not same:
+            raise AnalysisError(
+                f"cannot merge the statistics of block {other.info.name} into those of {self.info.name}: "
+                "parts must come from one store, with the same classes and settings"
+            )
+
+    def _merge_moments(self, k: int, n_a: int, n_b: int, other: BlockAccumulator) -> None:
+        """Class ``k`` seen by both: Chan's update of its mean and second moment, about this side's ref."""
+        shift = other.ref[k].astype(np.float64) - self.ref[k]  # the other side's sums, moved to our ref
+        mean_a = self.s1[k].sum(axis=0) / n_a  # both means relative to self.ref[k]
+        mean_b = other.s1[k].sum(axis=0) / n_b + shift
+        m2_a = np.maximum(self.s2[k] - n_a * mean_a**2, 0.0)
+        m2_b = np.maximum(other.s2[k] - n_b * (mean_b - shift) ** 2, 0.0)
+        n = n_a + n_b
+        delta = mean_b - mean_a
+        mean = mean_a + delta * (n_b / n)
+        m2 = m2_a + m2_b + delta**2 * (n_a * n_b / n)
+        # Per-fold sums move by the shift (linear); their total is n * mean as above.
+        self.s1[k] += other.s1[k] + other.count[k][:, None] * shift
+        self.s2[k] = m2 + n * mean**2
+
+    def _merge_histograms(self, other: BlockAccumulator) -> None:
+        counts = other.histograms().reshape(-1)
+        for group in range(len(self.pending_rows)):
+            self._flush(group)  # creates the totals: the sum may not fit the uint16 counts
+        assert self.totals is not None
+        self.totals += counts.astype(self.totals.dtype, copy=False)
 
     def finish(self) -> BlockStatistics:
         """Turn the running state into :class:`~seviz.stats.BlockStatistics`."""

@@ -99,6 +99,7 @@ def compute_statistics(
     settings: StatsSettings | None = None,
     chunk_rows: int | None = None,
     workers: int | None = None,
+    jobs: int = 1,
 ) -> StoreStatistics:
     """Compute per-class statistics, class specificity and gate behaviour of SE blocks.
 
@@ -117,6 +118,12 @@ def compute_statistics(
         workers: Blocks analysed side by side, each in a thread with its own
             buffers (default: one per core, at most four). Changes speed and
             memory only, not the results.
+        jobs: Parts each block's rows are split into (contiguous, in order),
+            analysed side by side and merged (``BlockAccumulator.merge``): the
+            same numbers as one pass (exactly for counts, extremes, histograms
+            and quantiles; means and stds up to float rounding). Each part
+            holds its own histograms, so memory grows with ``jobs``; with
+            ``workers`` blocks at once, up to ``workers x jobs`` threads run.
 
     Returns:
         A :class:`StoreStatistics`; ``stats.block("SE_5_2").class_stats("cat").mean``
@@ -130,7 +137,7 @@ def compute_statistics(
     _start_loading_kernels()
     if not isinstance(store, Store):
         with open_store(store) as opened:
-            return compute_statistics(opened, blocks, classes, settings, chunk_rows, workers)
+            return compute_statistics(opened, blocks, classes, settings, chunk_rows, workers, jobs)
     if len(store) == 0:
         raise StoreError(f"store {str(store.path)!r} has no committed samples yet; record some first")
     names = list(store.blocks) if blocks is None else list(blocks)
@@ -156,15 +163,21 @@ def compute_statistics(
         except queue.Empty:
             scratch = Scratch()
         try:
-            return _block_statistics(
-                store, info, labels, all_classes, selected, settings, chunk_rows, scratch
-            )
+            if jobs > 1:
+                return _merged_block_statistics(
+                    store, info, labels, all_classes, selected, settings, chunk_rows, jobs
+                )
+            acc = _accumulate(store, info, labels, all_classes, selected, settings, chunk_rows, scratch)
+            return acc.finish()
         finally:
             spare.put(scratch)
 
     if workers is not None and workers < 1:
         raise AnalysisError(f"workers={workers} must be at least 1")
-    workers = min(len(names), workers or min(_MAX_WORKERS, _cpus()))
+    if jobs < 1:
+        raise AnalysisError(f"jobs={jobs} must be at least 1")
+    # With parts, each block already runs on ``jobs`` threads.
+    workers = min(len(names), workers or max(1, min(_MAX_WORKERS, _cpus()) // jobs))
     if workers <= 1:
         results = {name: one(name) for name in names}
     else:
@@ -185,7 +198,7 @@ def compute_statistics(
     )
 
 
-def _block_statistics(
+def _accumulate(
     store: Store,
     info: BlockInfo,
     labels: np.ndarray,
@@ -194,7 +207,9 @@ def _block_statistics(
     settings: StatsSettings,
     chunk_rows: int | None,
     scratch: Scratch,
-) -> BlockStatistics:
+    part: slice | None = None,
+) -> BlockAccumulator:
+    """One block's state over rows ``part`` (default all) of the store."""
     rows = max(256, _CHUNK_ELEMENTS // max(1, info.channels)) if chunk_rows is None else int(chunk_rows)
     if rows < 1:
         raise AnalysisError(f"chunk_rows={chunk_rows} must be at least 1")
@@ -203,13 +218,45 @@ def _block_statistics(
     # converting them to float32 first; it copies what it keeps of a chunk, so
     # every chunk is read into the same memory.
     buffer = scratch.take("chunk", rows * info.channels * 4, np.uint8)  # float16 or float32
-    try:
-        chunks = store.iter_chunks(info.name, rows=rows, dtype=None, buffer=buffer)
-    except TypeError:  # an iter_chunks without ``dtype`` (a wrapper, an older Store): float32 chunks
-        chunks = store.iter_chunks(info.name, rows=rows)
+    if part is None:
+        try:
+            chunks = store.iter_chunks(info.name, rows=rows, dtype=None, buffer=buffer)
+        except TypeError:  # an iter_chunks without ``dtype`` (a wrapper, an older Store): float32 chunks
+            chunks = store.iter_chunks(info.name, rows=rows)
+    else:
+        chunks = store.iter_chunks(
+            info.name, rows=rows, dtype=None, buffer=buffer, start=part.start, stop=part.stop
+        )
     for row_slice, gates in chunks:
         acc.add(row_slice.start, gates, labels[row_slice])
-    return acc.finish()
+    return acc
+
+
+def _merged_block_statistics(
+    store: Store,
+    info: BlockInfo,
+    labels: np.ndarray,
+    all_classes: list[str],
+    selected: list[str],
+    settings: StatsSettings,
+    chunk_rows: int | None,
+    jobs: int,
+) -> BlockStatistics:
+    """One block in ``jobs`` contiguous parts, side by side, merged in order."""
+    n = len(store)
+    bounds = [(n * j // jobs, n * (j + 1) // jobs) for j in range(jobs)]
+    parts = [slice(a, b) for a, b in bounds if b > a]
+
+    def one(part: slice) -> BlockAccumulator:
+        # A Scratch per part: a part's histograms live in it until the merge.
+        return _accumulate(store, info, labels, all_classes, selected, settings, chunk_rows, Scratch(), part)
+
+    with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="seviz-stats-part") as pool:
+        accumulators = list(pool.map(one, parts))
+    merged = accumulators[0]
+    for other in accumulators[1:]:
+        merged.merge(other)
+    return merged.finish()
 
 
 _loader: threading.Thread | None = None

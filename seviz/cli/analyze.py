@@ -19,6 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", dest="json_out", default=None, help="write all statistics as JSON")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="split each block's rows into N parts analysed side by side and merged (same numbers)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json_out:  # before the work: never over the store, nor over a file without --overwrite
         check_output(args.json_out, inputs=[args.store], overwrite=args.overwrite, what="JSON")
-    stats = compute_statistics(args.store, blocks=split_list(args.blocks), classes=split_list(args.classes))
+    stats = compute_statistics(
+        args.store, blocks=split_list(args.blocks), classes=split_list(args.classes), jobs=args.jobs
+    )
     print(stats.summary())
     if args.json_out:
         print(f"wrote {stats.write_json(args.json_out, overwrite=args.overwrite, inputs=[args.store])}")

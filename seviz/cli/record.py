@@ -100,6 +100,11 @@ def config_from_args(args: argparse.Namespace) -> RecordConfig:
 
 def run(args: argparse.Namespace) -> int:
     from seviz.recording import record
+    from seviz.recording.distributed import shard_from_environment
 
-    print(record(config_from_args(args)).summary())
+    summary = record(config_from_args(args))
+    shard = shard_from_environment()
+    if shard is not None and shard.rank != 0:  # under torchrun rank 0 reports for every rank
+        return 0
+    print(summary.summary())
     return 0

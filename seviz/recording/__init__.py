@@ -7,7 +7,8 @@ Rooms: :mod:`~seviz.recording.session` (:func:`record`, prepare -> run -> finish
 :mod:`~seviz.recording.pipeline` (how decoding, the forward pass and store writes
 overlap, by device), :mod:`~seviz.recording.fast_modes` (bf16/fp16, channels-last,
 compile, each measured against fp32), :mod:`~seviz.recording.attribution` (captum
-channel rankings written into a recorded store).
+channel rankings written into a recorded store), :mod:`~seviz.recording.distributed`
+(under torchrun: a shard per rank, combined into one store).
 
 The room is ``recording``, not ``record``: a subpackage named ``seviz.record``
 would replace the function ``seviz.record`` the moment it was imported.
@@ -15,6 +16,7 @@ would replace the function ``seviz.record`` the moment it was imported.
 
 from seviz.recording.attribution import AttributionSummary, attribute
 from seviz.recording.config import RecordConfig
+from seviz.recording.distributed import Shard, shard_from_environment
 from seviz.recording.fast_modes import PRECISIONS, FastMode
 from seviz.recording.pipeline import Pipeline, plan_pipeline
 from seviz.recording.session import RecordSummary, record
@@ -26,7 +28,9 @@ __all__ = [
     "Pipeline",
     "RecordConfig",
     "RecordSummary",
+    "Shard",
     "attribute",
     "plan_pipeline",
     "record",
+    "shard_from_environment",
 ]

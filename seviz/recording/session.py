@@ -41,6 +41,7 @@ from seviz._files import atomic_write_text, check_output
 from seviz._torch_utils import resolve_device
 from seviz.errors import RecordError
 from seviz.models.preprocessing import DataConfigLike, config_json, describe_preprocessing
+from seviz.recording import distributed
 from seviz.recording import fast_modes as fast
 from seviz.recording import resume as resume_checks
 from seviz.recording.config import RecordConfig
@@ -75,6 +76,8 @@ class RecordSummary:
     complete: bool
     preprocessing: str = ""  # the data config and where its values came from, in words
     preprocessing_notes: tuple[str, ...] = ()  # ImageNet fallback, upscaled images
+    # [distributed] Under torchrun: every rank's own summary, in rank order (empty otherwise).
+    ranks: tuple[RecordSummary, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as a JSON-ready dict (what :meth:`write_json` writes)."""
@@ -94,6 +97,12 @@ class RecordSummary:
             f"samples:  {self.samples}\n"
             f"skipped:  {self.skipped} unreadable files\n"
             f"speed:    {self.images_per_second:.1f} images/s"
+            + (" (all ranks)" if self.ranks else "")
+            + "".join(
+                f"\nrank {rank}:   {part.samples} samples, {part.skipped} skipped, {part.seconds:.1f} s, "
+                f"{part.images_per_second:.1f} images/s into {part.store}"
+                for rank, part in enumerate(self.ranks)
+            )
             + (f"\npreprocessing: {self.preprocessing}" if self.preprocessing else "")
             + "".join(f"\nnote: {note}" for note in self.preprocessing_notes)
         )
@@ -103,7 +112,7 @@ class RecordSummary:
         return (
             f"recorded {self.samples} images x {self.blocks} SE blocks of {self.model} "
             f"({self.precision}) into {self.store}; skipped {self.skipped} unreadable files; "
-            f"{self.images_per_second:.1f} images/s"
+            f"{self.images_per_second:.1f} images/s" + (f" on {len(self.ranks)} ranks" if self.ranks else "")
         )
 
 
@@ -120,11 +129,15 @@ class _Run:
     gates: list[SEGate]
     writer: StoreWriter
     notes: tuple[str, ...] = ()  # preprocessing notes: ImageNet fallback, upscaled images
+    shard: distributed.Shard | None = None  # under torchrun: this rank's slice of the image list
     began: float = 0.0
     start_samples: int = 0
     sink: _BackgroundWriter | _InlineWriter | None = None
 
 
+# Under torchrun, each rank records its slice into its shard and rank 0 combines the
+# shards (seviz.recording.distributed); outside torchrun the call goes straight through.
+@distributed.across_ranks(RecordSummary)
 def record(
     model: str | RecordConfig,
     data: str | Path | None = None,
@@ -150,6 +163,7 @@ def record(
     decode: str = "cpu",
     writer: str = "auto",
     data_config: DataConfigLike = None,
+    shard: distributed.Shard | None = None,
 ) -> RecordSummary:
     """Record the SE gates of ``model`` on the images under ``data`` into the store ``out``.
 
@@ -188,6 +202,9 @@ def record(
         data_config: Preprocessing instead of the model's own (see
             :func:`seviz.models.load_model`): a mapping of any of ``input_size``,
             ``mean``, ``std``, ``crop_pct``, ``crop_mode``, ``interpolation``, or a JSON file.
+        shard: Set by :func:`~seviz.recording.distributed.across_ranks` under
+            torchrun (never by callers): this rank's slice of the image list and
+            its shard.
 
     Returns:
         A :class:`RecordSummary`.
@@ -199,10 +216,12 @@ def record(
         DiskFullError: The disk filled up; the committed samples are kept.
         KeyboardInterrupt: Ctrl-C; the committed samples are kept (finish with ``resume=True``).
     """
-    config = _as_config(dict(locals()))
+    arguments = dict(locals())
+    arguments.pop("shard")
+    config = _as_config(arguments)
     device_, mode, pipeline = _check_setup(config)
     with stop_requests() as stop, StoreLock(config.out) as _lock:
-        run = _prepare(config, device_, mode, pipeline, _lock)
+        run = _prepare(config, device_, mode, pipeline, _lock, shard)
         stop.mode = "after_batch"
         try:
             _run(run, stop)
@@ -244,7 +263,12 @@ def _check_setup(config: RecordConfig) -> tuple[torch.device, fast.FastMode, Pip
 
 
 def _prepare(
-    config: RecordConfig, device: torch.device, mode: fast.FastMode, pipeline: Pipeline, lock: StoreLock
+    config: RecordConfig,
+    device: torch.device,
+    mode: fast.FastMode,
+    pipeline: Pipeline,
+    lock: StoreLock,
+    shard: distributed.Shard | None = None,
 ) -> _Run:
     """Under the store's lock: the model, the images, the resume checks, the calibration, the writer."""
     from seviz.data import find_images, upscaling_note
@@ -270,9 +294,11 @@ def _prepare(
     notes = (*loaded.preprocessing_notes, *([upscaled] if upscaled else []))
     gates = discover_se_gates(loaded.model, tuple(loaded.data_config["input_size"]))
     classes_attr, run_config = _describe(config, loaded, items)
+    if shard is not None:
+        run_config.update(shard.run_config(len(items)))  # the rank's slice, of the whole list
     if committed is not None:
         resume_checks.check_options(config.out, committed, run_config)
-        resume_checks.check_committed_paths(config.out, committed, items)
+        resume_checks.check_committed_paths(config.out, committed, shard.take(items) if shard else items)
     mode, gate_error = _calibrate(config, loaded, gates, items, mode, device)
     attrs = {
         **loaded.provenance(),
@@ -284,7 +310,10 @@ def _prepare(
         "gate_error": gate_error,
         "run_config": run_config,
         "preprocessing_notes": list(notes),
+        **(shard.attrs() if shard else {}),  # rank, world_size
     }
+    if shard is not None:  # after calibration, which every rank runs on the same first batch
+        items = shard.take(items)
     writer = StoreWriter(
         config.out,
         [_block_info(g) for g in gates],
@@ -292,13 +321,23 @@ def _prepare(
         dtype=config.dtype,
         overwrite=config.overwrite,
         resume=config.resume,
-        path_length=max(len(i.path.encode()) for i in items),
-        name_length=max(len(i.class_name.encode()) for i in items),
+        path_length=max((len(i.path.encode()) for i in items), default=1),  # a rank's slice may be empty
+        name_length=max((len(i.class_name.encode()) for i in items), default=1),
         inputs=config.inputs(),
         lock=lock,
     )
     return _Run(
-        config, device, mode, pipeline, loaded, items, gates, writer, notes, start_samples=writer.samples
+        config,
+        device,
+        mode,
+        pipeline,
+        loaded,
+        items,
+        gates,
+        writer,
+        notes,
+        shard,
+        start_samples=writer.samples,
     )
 
 
@@ -362,7 +401,8 @@ def _run(run: _Run, stop: StopRequest) -> None:
         total=len(run.items),
         initial=writer.consumed,
         unit="img",
-        desc="recording",
+        desc=run.shard.label if run.shard else "recording",  # under torchrun one bar per rank, in rank order
+        position=run.shard.local_rank if run.shard else None,
         disable=not config.progress,
     )
     run.began = time.perf_counter()

@@ -21,6 +21,18 @@ def _open_swmr(path: Path) -> h5py.File:
             raise StoreError(f"{str(path)!r} is not a readable HDF5 file ({error})") from None
 
 
+def _refresh(data: h5py.Dataset) -> None:
+    """See rows a SWMR writer appended since the file was opened.
+
+    Virtual datasets (a combined store, :mod:`seviz.store.shards`) are never
+    refreshed: that store is written whole before it is renamed into place, so
+    there is nothing new to see, and HDF5 (2.0.0, h5py 3.16) reads fill values
+    from a virtual dataset's sources after ``refresh()`` on a second handle of it.
+    """
+    if not data.is_virtual:
+        data.refresh()
+
+
 def _check_is_store(f: h5py.File, path: Path) -> None:
     if "seviz_schema" not in f.attrs or "blocks" not in f or "progress" not in f:
         raise StoreError(

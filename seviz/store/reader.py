@@ -19,9 +19,10 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from seviz.errors import StoreError
-from seviz.store._h5 import _check_is_store, _committed_skips, _open_swmr
+from seviz.store._h5 import _check_is_store, _committed_skips, _open_swmr, _refresh
 from seviz.store.attributions import Attributions
 from seviz.store.schema import BlockInfo, _decode, _json_attr
+from seviz.store.shards import check_shards_present
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,8 @@ class Store:
         rows: int = 8192,
         dtype: DTypeLike | None = np.float32,
         buffer: np.ndarray | None = None,
+        start: int = 0,
+        stop: int | None = None,
     ) -> Iterator[tuple[slice, np.ndarray]]:
         """Yield ``(row_slice, gates)`` chunks of one block: memory stays bounded.
 
@@ -130,19 +133,21 @@ class Store:
         memory of at least ``rows x channels x itemsize`` bytes that every
         chunk is read into, so a chunk is only valid until the next one is
         read; it saves the fresh pages (and the kernel's zeroing of them) of a
-        new array per chunk.
+        new array per chunk. ``start`` and ``stop`` bound the rows read (default:
+        all committed samples).
         """
         data = self._dataset(name)
-        for start in range(0, len(self), rows):
-            stop = min(len(self), start + rows)
+        end = len(self) if stop is None else min(len(self), stop)
+        for a in range(start, end, rows):
+            b = min(end, a + rows)
             if buffer is not None and dtype is None:
-                size = (stop - start) * data.shape[1] * data.dtype.itemsize
-                chunk = buffer[:size].view(data.dtype).reshape(stop - start, data.shape[1])
-                data.read_direct(chunk, np.s_[start:stop])
-                yield slice(start, stop), chunk
+                size = (b - a) * data.shape[1] * data.dtype.itemsize
+                chunk = buffer[:size].view(data.dtype).reshape(b - a, data.shape[1])
+                data.read_direct(chunk, np.s_[a:b])
+                yield slice(a, b), chunk
                 continue
-            chunk = data[start:stop]
-            yield slice(start, stop), chunk if dtype is None else np.asarray(chunk, dtype=dtype)
+            chunk = data[a:b]
+            yield slice(a, b), chunk if dtype is None else np.asarray(chunk, dtype=dtype)
 
     def class_mask(self, class_name: str) -> np.ndarray:
         if class_name not in set(self.class_names.tolist()):
@@ -163,7 +168,7 @@ class Store:
             self._file = _open_swmr(self.path)
         data = self._file[group][name]
         if self._file.swmr_mode:
-            data.refresh()
+            _refresh(data)
         return data
 
     def close(self) -> None:
@@ -198,6 +203,7 @@ def open_store(path: str | os.PathLike, warn_incomplete: bool = True) -> Store:
     f = _open_swmr(path)
     try:
         _check_is_store(f, path)
+        check_shards_present(f, path)
         progress = f["progress"]
         if f.swmr_mode:
             progress.refresh()
@@ -206,7 +212,7 @@ def open_store(path: str | os.PathLike, warn_incomplete: bool = True) -> Store:
         for name in _EAGER_COLUMNS:
             data = f["samples"][name]
             if f.swmr_mode:
-                data.refresh()
+                _refresh(data)
             samples[name] = _decode(data[:count])
         blocks = {}
         for name, data in f["blocks"].items():

@@ -23,6 +23,14 @@ Layout (schema 1)::
                             attribution of each gate channel to each class's logit;
                             group attrs: method, classes (JSON), images, weights_sha256
 
+Sharded stores (``torchrun``, :mod:`seviz.store.shards`): each rank's shard is a
+store as above with root attrs ``rank`` and ``world_size``, and its run_config
+adds ``world_size``, ``rank``, ``shard_start`` and ``shard_stop`` (its slice of
+the image list). The combined store has the same layout, its ``/samples`` and
+``/blocks`` columns virtual datasets over the shards, plus root attrs
+``world_size``, ``shards`` (JSON list of the shard files, relative to the store)
+and ``ranks`` (JSON: every rank's recording summary).
+
 Crash safety: the file is written in HDF5 SWMR mode. Each batch is appended to
 every dataset and flushed, and only then is ``/progress`` advanced, so a run
 killed at any instant leaves a file whose first ``progress[0]`` samples are
@@ -46,6 +54,14 @@ TOPK = 5
 
 
 _REASON_LENGTH = 240
+
+# Sharded stores (see the layout above).
+RANK_ATTR = "rank"
+WORLD_SIZE_ATTR = "world_size"
+SHARDS_ATTR = "shards"
+RANKS_ATTR = "ranks"
+# run_config keys that differ from shard to shard of one recording.
+SHARD_RUN_KEYS = ("rank", "shard_start", "shard_stop")
 
 
 def _fixed_str(length: int) -> np.dtype:
