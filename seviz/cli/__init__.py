@@ -4,7 +4,10 @@ Each ``run`` parses nothing itself and calls one library function. Nothing heavy
 is imported at module level, so ``seviz --help`` is fast. Errors: a
 :class:`~seviz.errors.SevizError` (or a file error, or running out of GPU
 memory) is printed as a message with exit 2; anything else is a bug and shows
-its traceback.
+its traceback. Library messages name parameters in backticks (```batch_size```);
+the message printed names the command's flag instead (``--batch-size``): each
+option's ``dest``, or the module's ``FLAGS`` table where they differ
+(:func:`~seviz.cli._common.as_flags`).
 """
 
 from __future__ import annotations
