@@ -202,16 +202,15 @@ def across_ranks(summary_type: type[S]) -> Callable[[Callable[P, S]], Callable[P
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             options = dict(bound.arguments)
+            if options.get("shard") is not None:  # already a rank's own call
+                return record(*args, **kwargs)
             if dataclasses.is_dataclass(options["model"]):  # record(config): its fields are the options
                 config = options["model"]
                 options = {
                     **{f.name: getattr(config, f.name) for f in dataclasses.fields(config)},
                     "shard": None,
                 }
-                args, kwargs = (), dict(options)  # type: ignore[assignment]
             shard = shard_from_environment()
-            if options.get("shard") is not None:  # already a rank's own call
-                return record(*args, **kwargs)
             if shard is None:
                 _refuse_resuming_shards_alone(Path(options["out"]), bool(options["resume"]))
                 return record(*args, **kwargs)

@@ -81,7 +81,11 @@ class RecordSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as a JSON-ready dict (what :meth:`write_json` writes)."""
-        return {**asdict(self), "preprocessing_notes": list(self.preprocessing_notes)}
+        return {
+            **asdict(self),
+            "preprocessing_notes": list(self.preprocessing_notes),
+            "ranks": [rank.to_dict() for rank in self.ranks],
+        }
 
     def write_json(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write :meth:`to_dict` as JSON (never over the store, nor over a file without ``overwrite``)."""
@@ -112,7 +116,9 @@ class RecordSummary:
         return (
             f"recorded {self.samples} images x {self.blocks} SE blocks of {self.model} "
             f"({self.precision}) into {self.store}; skipped {self.skipped} unreadable files; "
-            f"{self.images_per_second:.1f} images/s" + (f" on {len(self.ranks)} ranks" if self.ranks else "")
+            f"{self.images_per_second:.1f} images/s"
+            + (f" on {len(self.ranks)} ranks" if self.ranks else "")
+            + "".join(f"\nnote: {note}" for note in self.preprocessing_notes)
         )
 
 
