@@ -4,7 +4,10 @@
 puts the model in eval mode, and on exit, normal or not, removes every hook
 and restores the model's train/eval mode. After each forward pass
 :meth:`Recorder.pop` hands back the excitation vectors of that batch as
-(B, C) tensors, detached and still on the model's device.
+(B, C) tensors, detached and still on the model's device: a gate's output of
+(B, C, 1, 1), (B, 1, 1, C) or (B, 1, C) (ECA) is flattened, and where an
+implementation applies its sigmoid inline (LightCbam) the hooked output is its
+pre-activation and the sigmoid is applied here (:func:`gate_values`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from seviz.se.adapters import apply_gate_activation
 from seviz.se.discover import SEGate
 
 if TYPE_CHECKING:
@@ -42,19 +46,17 @@ class Recorder:
         try:
             for gate in self.gates:
                 module = self.model.get_submodule(gate.gate_path)
-                self._handles.append(module.register_forward_hook(self._hook_for(gate.name)))
+                self._handles.append(module.register_forward_hook(self._hook_for(gate)))
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
 
-    def _hook_for(self, name: str):
+    def _hook_for(self, gate: SEGate):
         captured = self._captured
 
         def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-            # The gate's output is never mutated downstream; detach so that no
-            # graph is kept alive, flatten (B, C, 1, 1) / (B, 1, 1, C) to (B, C).
-            captured[name] = output.detach().flatten(1)
+            captured[gate.name] = gate_values(gate, output)
 
         return hook
 
@@ -88,3 +90,12 @@ class Recorder:
             if self._was_training is not None:
                 self.model.train(self._was_training)
                 self._was_training = None
+
+
+def gate_values(gate: SEGate, output: torch.Tensor) -> torch.Tensor:
+    """The (B, C) excitation of one batch from the output of ``gate``'s hooked module.
+
+    The gate's output is never mutated downstream; it is detached so that no
+    graph is kept alive.
+    """
+    return apply_gate_activation(gate.gate_activation, output.detach()).flatten(1)
