@@ -92,7 +92,7 @@ class Family:
     params: int = 0
     verdict: str = ""
     kinds: dict[str, int] = field(default_factory=dict)
-    per_channel_sigmoids: int = 0
+    counted_gates: int = 0
     found: int = 0
     refusal: str = ""
     others: dict[str, int] = field(default_factory=dict)
@@ -146,20 +146,36 @@ def torchvision_families(patterns: list[str]) -> list[Family]:
 # ---------------------------------------------------------------- probing
 
 
-def _per_channel(shape: torch.Size) -> bool:
+PROBE_BATCH = 3  # not 1: a sigmoid of a parameter alone (ConViT's head gating) has batch 1
+
+
+def _gate_channels(shape: torch.Size) -> int | None:
+    """C for a per-image, per-channel shape: (B, C), (B, 1, C), (B, C, 1, 1), (B, 1, 1, C)."""
+    if not shape or shape[0] != PROBE_BATCH:
+        return None
     if len(shape) == 2:
-        return shape[1] > 1
-    if len(shape) == 3:
-        return shape[1] == 1 and shape[2] > 1
-    if len(shape) == 4:
-        return (shape[2:] == (1, 1) and shape[1] > 1) or (shape[1:3] == (1, 1) and shape[3] > 1)
-    return False
+        channels = shape[1]
+    elif len(shape) == 3 and shape[1] == 1:
+        channels = shape[2]
+    elif len(shape) == 4 and shape[2:] == (1, 1):
+        channels = shape[1]
+    elif len(shape) == 4 and shape[1:3] == (1, 1):
+        channels = shape[3]
+    else:
+        return None
+    return channels if channels > 1 else None
 
 
 class GateCounter(TorchFunctionMode):
-    """Counts sigmoid / hard-sigmoid results that hold one value per channel (modules or inline calls)."""
+    """Counts SE-style gates in a forward pass, independently of seviz's adapters.
 
-    FUNCTIONS = {
+    A gate: the result of a sigmoid or hard sigmoid (a module or an inline call) holding
+    one value per image and channel, that multiplies a feature map with that many
+    channels (through views and expands on the way, as ECA's ``y.expand_as(x)``). A
+    sigmoid that mixes experts (CondConv's routing) or gates attention heads is not one.
+    """
+
+    SIGMOIDS = {
         torch.sigmoid,
         torch.sigmoid_,
         torch.Tensor.sigmoid,
@@ -167,15 +183,78 @@ class GateCounter(TorchFunctionMode):
         torch.special.expit,
         torch.nn.functional.hardsigmoid,
     }
+    PASS_THROUGH = {
+        torch.Tensor.view,
+        torch.Tensor.reshape,
+        torch.reshape,
+        torch.Tensor.expand,
+        torch.Tensor.expand_as,
+        torch.Tensor.flatten,
+        torch.flatten,
+        torch.Tensor.unsqueeze,
+        torch.unsqueeze,
+        torch.Tensor.squeeze,
+        torch.squeeze,
+        torch.Tensor.permute,
+        torch.permute,
+        torch.Tensor.transpose,
+        torch.transpose,
+        torch.Tensor.contiguous,
+        torch.Tensor.to,
+        torch.Tensor.type_as,
+        torch.Tensor.__getitem__,
+        torch.Tensor.clone,
+        torch.Tensor.float,
+        torch.Tensor.half,
+        torch.Tensor.bfloat16,
+    }
+    MULTIPLY = {
+        torch.mul,
+        torch.Tensor.mul,
+        torch.Tensor.mul_,
+        torch.Tensor.__mul__,
+        torch.Tensor.__rmul__,
+        torch.Tensor.__imul__,
+    }
 
     def __init__(self) -> None:
         super().__init__()
-        self.count = 0
+        self.sigmoids = 0  # per-channel sigmoid results
+        self.gates: set[int] = set()  # those that scaled a feature map
+        self._origin: dict[int, tuple[int, int]] = {}  # id(tensor) -> (sigmoid index, channels)
+        self._alive: list[torch.Tensor] = []  # keeps tracked tensors alive, so their ids stay theirs
+
+    @property
+    def count(self) -> int:
+        return len(self.gates)
+
+    def _track(self, tensor: torch.Tensor, origin: tuple[int, int]) -> None:
+        self._origin[id(tensor)] = origin
+        self._alive.append(tensor)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         result = func(*args, **(kwargs or {}))
-        if func in self.FUNCTIONS and isinstance(result, torch.Tensor) and _per_channel(result.shape):
-            self.count += 1
+        if not isinstance(result, torch.Tensor):
+            return result
+        if func in self.SIGMOIDS:
+            channels = _gate_channels(result.shape)
+            if channels is not None:
+                self._track(result, (self.sigmoids, channels))
+                self.sigmoids += 1
+        elif func in self.PASS_THROUGH and args and id(args[0]) in self._origin:
+            self._track(result, self._origin[id(args[0])])
+        elif func in self.MULTIPLY:
+            operands = [a for a in args[:2] if isinstance(a, torch.Tensor)]
+            if len(operands) == 2:
+                for gate, features in (operands, operands[::-1]):
+                    origin = self._origin.get(id(gate))
+                    if (
+                        origin is not None
+                        and features.dim() >= 3
+                        and features.shape[0] == PROBE_BATCH
+                        and origin[1] in (features.shape[1], features.shape[-1])
+                    ):
+                        self.gates.add(origin[0])
         return result
 
 
@@ -217,13 +296,17 @@ def probe(family: Family, input_size: int, max_params: int, seconds: int) -> Non
     family.model = family.models[0]
     try:
         with time_limit(seconds):
-            model, size = build(family, family.model, "meta")
+            try:
+                model, size = build(family, family.model, "meta")
+            except Exception:  # a builder that reads tensor values (torchvision's RegNets): real weights
+                model, size = build(family, family.model, "cpu")
+            device = next(model.parameters()).device
             family.params = sum(p.numel() for p in model.parameters())
             others = (non_se_attention(m) for m in model.modules())
             family.others = dict(_count(other.kind for other in others if other is not None))
             with GateCounter() as counter, torch.no_grad():  # the gates the model has, seviz aside
-                model(torch.zeros(1, *size, device="meta"))
-            family.per_channel_sigmoids = counter.count
+                model(torch.zeros(PROBE_BATCH, *size, device=device))
+            family.counted_gates = counter.count
             try:
                 gates = discover_se_gates(model, size)
             except NoSEBlocksError as refused:
@@ -254,8 +337,8 @@ def _count(items) -> dict[str, int]:
 def _verdict(family: Family) -> str:
     if family.found:
         # A gate counted per call: a block run twice, or a (B, C) sigmoid that is not a gate, counts too.
-        return "discovered" if family.per_channel_sigmoids <= family.found else "partly discovered"
-    if family.per_channel_sigmoids:
+        return "discovered" if family.counted_gates <= family.found else "partly discovered"
+    if family.counted_gates:
         return "missed"
     if family.others:
         return "refused"
@@ -322,7 +405,7 @@ def markdown(families: list[Family], seconds: float, cap: int | None = 8) -> str
     import torchvision
 
     timm_only = [f for f in families if f.source != "torchvision"]
-    gated = [f for f in timm_only if f.found or f.per_channel_sigmoids]
+    gated = [f for f in timm_only if f.found or f.counted_gates]
     verdicts = defaultdict(list)
     for family in timm_only:
         verdicts[family.verdict].append(family)
@@ -385,11 +468,15 @@ def markdown(families: list[Family], seconds: float, cap: int | None = 8) -> str
         ]
     gaps = partly + verdicts["missed"]
     if gaps:
-        lines += ["", "Per-channel sigmoids seviz leaves out (counted per call in one forward pass):", ""]
-        lines += ["| family | sigmoids | gates found | kinds found |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "Gates seviz leaves out (counted independently in one forward pass: per-image, per-channel sigmoids that scale a feature map):",
+            "",
+        ]
+        lines += ["| family | gates counted | gates found | kinds found |", "|---|---|---|---|"]
         for family in gaps:
             kinds = ", ".join(f"`{k}`" for k in family.kinds) or "-"
-            lines.append(f"| {_label(family)} | {family.per_channel_sigmoids} | {family.found} | {kinds} |")
+            lines.append(f"| {_label(family)} | {family.counted_gates} | {family.found} | {kinds} |")
     if errors or failed:
         lines += ["", "Not probed, or failed the recording check:", ""]
         lines += ["| family | problem |", "|---|---|"]

@@ -11,8 +11,8 @@ model holds no SE gate, :func:`seviz.se.discover_se_gates` names what it found
 here and why it is not one.
 
 Modules are matched by class (imported lazily, as in :mod:`seviz.se.adapters`)
-or, for self-attention written in a model's own file, by structure: an integer
-``num_heads`` and a query/key/value projection.
+or, for self-attention written in a model's own file, by structure: a
+query/key/value projection among its children (``qkv``, or ``q``, ``k`` and ``v``...).
 """
 
 from __future__ import annotations
@@ -60,20 +60,30 @@ def _no_fused_scale(module: nn.Module) -> bool:
     return getattr(module, "mlp_scale", "absent") is None
 
 
-_QKV_NAMES = ("qkv", "q", "kv", "k", "v", "qk", "to_qkv", "to_q")
+# Query/key/value projections as self-attention modules name them: one fused projection,
+# or a complete set of separate ones (any module type: a Linear, a Conv, a conv-norm).
+_FUSED_QKV = ("qkv", "qkv_proj", "to_qkv")
+_SPLIT_QKV = (
+    ("q", "k", "v"),
+    ("q", "kv"),
+    ("qk", "v"),
+    ("q_proj", "k_proj", "v_proj"),
+    ("query", "key", "value"),
+    ("to_q", "to_kv"),
+    ("to_query", "to_key"),
+)
 
 
-def _is_multi_head_self_attention(module: nn.Module) -> bool:
-    """Structure shared by self-attention modules: ``num_heads`` and a q/k/v projection."""
+def _is_self_attention(module: nn.Module) -> bool:
+    """Structure shared by self-attention modules: a query/key/value projection among the children."""
     from torch import nn
 
     if isinstance(module, nn.MultiheadAttention):
         return True
-    heads = getattr(module, "num_heads", None)
-    if not isinstance(heads, int) or isinstance(heads, bool):
-        return False
-    projections = (nn.Linear, nn.Conv1d, nn.Conv2d)
-    return any(isinstance(module._modules.get(name), projections) for name in _QKV_NAMES)
+    children = module._modules
+    if any(children.get(name) is not None for name in _FUSED_QKV):
+        return True
+    return any(all(children.get(name) is not None for name in names) for names in _SPLIT_QKV)
 
 
 _SOFTMAX_OVER_BRANCHES = (
@@ -159,7 +169,7 @@ NON_SE_ATTENTION: list[NonSEAttention] = [
         _fixed(f"halo (blocked local) {_SELF_ATTENTION}"),
     ),
     # ViT-style attention written in any model's file, found by structure.
-    NonSEAttention("self-attention", _is_multi_head_self_attention, _fixed(_SELF_ATTENTION)),
+    NonSEAttention("self-attention", _is_self_attention, _fixed(_SELF_ATTENTION)),
 ]
 
 
