@@ -4,7 +4,10 @@
 puts the model in eval mode, and on exit, normal or not, removes every hook
 and restores the model's train/eval mode. After each forward pass
 :meth:`Recorder.pop` hands back the excitation vectors of that batch as
-(B, C) tensors, detached and still on the model's device.
+(B, C) tensors, detached and still on the model's device: a gate's output of
+(B, C, 1, 1), (B, 1, 1, C) or (B, 1, C) (ECA) is flattened, and where an
+implementation applies its sigmoid inline (LightCbam) the hooked output is its
+pre-activation and the sigmoid is applied here (:func:`gate_values`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from seviz._torch_utils import eval_mode, forward_hooks
+from seviz.se.adapters import apply_gate_activation
 from seviz.se.discover import SEGate
 
 if TYPE_CHECKING:
@@ -42,7 +46,7 @@ class Recorder:
         stack = contextlib.ExitStack()
         try:
             stack.enter_context(eval_mode(self.model))
-            hooks = ((self.model.get_submodule(g.gate_path), self._hook_for(g.name)) for g in self.gates)
+            hooks = ((self.model.get_submodule(g.gate_path), self._hook_for(g)) for g in self.gates)
             self._handles = list(stack.enter_context(forward_hooks(hooks)))
         except BaseException:
             stack.close()
@@ -50,13 +54,11 @@ class Recorder:
         self._stack = stack
         return self
 
-    def _hook_for(self, name: str):
+    def _hook_for(self, gate: SEGate):
         captured = self._captured
 
         def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-            # The gate's output is never mutated downstream; detach so that no
-            # graph is kept alive, flatten (B, C, 1, 1) / (B, 1, 1, C) to (B, C).
-            captured[name] = output.detach().flatten(1)
+            captured[gate.name] = gate_values(gate, output)
 
         return hook
 
@@ -90,3 +92,12 @@ class Recorder:
             stack, self._stack = self._stack, None
             if stack is not None:
                 stack.close()  # removes any hook left and restores each submodule's training flag
+
+
+def gate_values(gate: SEGate, output: torch.Tensor) -> torch.Tensor:
+    """The (B, C) excitation of one batch from the output of ``gate``'s hooked module.
+
+    The gate's output is never mutated downstream; it is detached so that no
+    graph is kept alive.
+    """
+    return apply_gate_activation(gate.gate_activation, output.detach()).flatten(1)

@@ -467,3 +467,119 @@ def _metadata(path) -> dict:
 
     with safe_open(str(path), framework="pt") as handle:
         return handle.metadata()
+
+
+# ---------------------------------------------------------------- SE kinds across the zoo
+
+
+def _zoo_model(name: str) -> nn.Module:
+    import functools
+
+    import timm
+    from timm.layers import GlobalContext
+    from timm.models.resnet import BasicBlock, Bottleneck, ResNet
+
+    torch.manual_seed(0)
+    if name == "nf_regnet_b0":  # NormFreeBlock: out = attn_gain * se(out), attn_gain = 2
+        model = timm.create_model(name, pretrained=False, num_classes=10)
+        for module in model.modules():  # NF residual branches start silenced (conv gain 0)
+            if isinstance(getattr(module, "gain", None), nn.Parameter):
+                module.gain.data.fill_(1.0)
+    elif name == "resnest14d_radix1":
+        model = timm.create_model(
+            "resnest14d",
+            pretrained=False,
+            num_classes=10,
+            block_args={"radix": 1, "avd": True, "avd_first": False},
+        )
+    else:
+        attn, block = {
+            "eca_resnet": ("eca", Bottleneck),
+            "gc_add_resnet": (functools.partial(GlobalContext, fuse_add=True, fuse_scale=True), BasicBlock),
+            "lcbam_resnet": ("lcbam", BasicBlock),
+        }[name]
+        model = ResNet(block, layers=(1, 1, 1, 1), channels=(16, 24, 32, 40), block_args={"attn_layer": attn})
+    return randomize_batchnorms(model)
+
+
+def _forced(model: nn.Module, gate, values: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """Logits with one gate forced to ``values`` (ones if None), without editing the model."""
+    if gate.gate_activation is None:  # force the gate module's own output
+        path = gate.gate_path
+
+        def hook(_m, _inputs, output):
+            fixed = torch.ones(gate.channels) if values is None else values
+            return fixed.view(1, *output.shape[1:]).expand_as(output).clone()
+
+    else:  # the gate is applied inline (LightCbam): force the SE block to x * s
+        path = gate.module_path
+
+        def hook(_m, inputs, _output):
+            fixed = torch.ones(gate.channels) if values is None else values
+            return inputs[0] * fixed.view(1, -1, 1, 1)
+
+    handle = model.get_submodule(path).register_forward_hook(hook)
+    try:
+        return logits(model, x)
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize(
+    "name, kind, folds",
+    [
+        ("nf_regnet_b0", "timm.SEModule", False),
+        ("eca_resnet", "timm.EcaModule", True),
+        ("resnest14d_radix1", "timm.SplitAttn(radix=1)", False),
+        ("gc_add_resnet", "timm.GlobalContext+add", False),
+        ("lcbam_resnet", "timm.LightCbam.channel", False),
+    ],
+)
+def test_identity_and_constant_edits_are_exact_for_every_se_kind(name, kind, folds):
+    from seviz.pruning.verify import _block_removed
+
+    model = _zoo_model(name)
+    size = (3, 64, 64)
+    x = torch.randn(2, *size, generator=torch.Generator().manual_seed(1))
+    gates = discover_se_gates(model, size)
+    gate = gates[len(gates) // 2]
+    assert gate.kind == kind
+    scale = torch.rand(gate.channels, generator=torch.Generator().manual_seed(2)) * 0.8 + 0.1
+    as_ones, as_scale = _forced(model, gate, None, x), _forced(model, gate, scale, x)
+    assert relative_change(logits(model, x), as_ones) > 1e-3  # the gate matters in this model
+    with _block_removed(model, gate):  # what `seviz evaluate` measures per block
+        torch.testing.assert_close(logits(model, x), as_ones, rtol=1e-5, atol=1e-5)
+    removed = prune(copy.deepcopy(model), gates, [BlockEdit(gate.name, "identity")], size)
+    torch.testing.assert_close(logits(removed.model, x), as_ones, rtol=1e-5, atol=1e-5)
+    fixed = prune(
+        copy.deepcopy(model), gates, [BlockEdit(gate.name, "constant", tuple(scale.tolist()))], size
+    )
+    torch.testing.assert_close(logits(fixed.model, x), as_scale, rtol=1e-4, atol=1e-5)
+    assert (fixed.edits[0].folded_into is not None) == folds
+    if name == "nf_regnet_b0":  # the block's gain is still applied after the edit
+        block = removed.model.get_submodule(gate.module_path.rpartition(".")[0])
+        block.attn_gain = 1.0
+        assert relative_change(as_ones, logits(removed.model, x)) > 1e-3
+
+
+def test_a_gate_level_edit_saves_and_loads(tmp_path):
+    # Split attention is edited at its gate (a ConstantGate in the module's rsoftmax).
+    model = _zoo_model("resnest14d_radix1")
+    size = (3, 64, 64)
+    x = torch.randn(2, *size, generator=torch.Generator().manual_seed(1))
+    gates = discover_se_gates(model, size)
+    scale = torch.rand(gates[1].channels, generator=torch.Generator().manual_seed(2))
+    edits = [
+        BlockEdit(gates[0].name, "identity"),
+        BlockEdit(gates[1].name, "constant", tuple(scale.tolist())),
+    ]
+    pruned = prune(copy.deepcopy(model), gates, edits, size)
+    assert [e.replacement for e in pruned.edits] == ["ones_gate", "constant_gate"]
+    assert pruned.params_removed == -sum(g.channels for g in gates[:2])  # the fixed gates' buffers
+    path = save_pruned(pruned.model, pruned.edits, tmp_path / "pruned.safetensors", "resnest14d")
+    rebuilt = copy.deepcopy(model)
+    apply_saved_edits(rebuilt, [e.to_dict() for e in read_saved_edits(path)])
+    from safetensors.torch import load_file
+
+    rebuilt.load_state_dict(load_file(str(path)), strict=True)
+    torch.testing.assert_close(logits(rebuilt, x), logits(pruned.model, x), rtol=0, atol=1e-6)
