@@ -23,7 +23,8 @@ from seviz.errors import OutputError
 if TYPE_CHECKING:
     from torch import nn
 
-    from seviz.pruning import PrunedModel
+    from seviz.analysis import StoreStatistics
+    from seviz.pruning import EvaluationReport, PrunedModel, Recommendation
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +110,8 @@ def run_demo(
         OutputError: ``out`` holds an earlier demo's files and ``overwrite`` is false, or
             lies inside ``data`` (its figures would become images to record).
     """
-    from seviz.analysis import compute_statistics
-    from seviz.data import find_images
-    from seviz.models import load_model
     from seviz.models.demo_network import DEMO_MODEL_NAME, sample_dir
-    from seviz.plots import save_figures
-    from seviz.pruning import evaluate, prune_blocks, prune_from_recommendation, recommend
-    from seviz.recording import attribute, record
+    from seviz.recording import record
 
     began = time.perf_counter()
     out_dir = Path(out).expanduser()
@@ -136,6 +132,35 @@ def run_demo(
         progress=progress,
         command="seviz demo",
     )
+    stats, recommendation, rec_json, figures = _analyse(store, out_dir, progress)
+    report, stage5_report = _verify(
+        store, out_dir, data_dir, images_per_class, recommendation, rec_json, progress
+    )
+    result = DemoResult(
+        out_dir=out_dir,
+        store=store,
+        recommendation=rec_json,
+        figures=figures,
+        evaluation=out_dir / "evaluation.json",
+        stage5=out_dir / "stage5.json",
+        seconds=time.perf_counter() - began,
+        table=_verdict_table(stats, recommendation, report),
+        verified=_verified(recommendation, report),
+        stage5_figures=_stage5_figures(store, report, stage5_report),
+    )
+    atomic_write_text(out_dir / "summary.txt", result.summary() + "\n")
+    return result
+
+
+def _analyse(
+    store: Path, out_dir: Path, progress: bool
+) -> tuple[StoreStatistics, Recommendation, Path, list[Path]]:
+    """Steps 2-4: statistics, the recommendation, the figures and captum's rankings."""
+    from seviz.analysis import compute_statistics
+    from seviz.plots import save_figures
+    from seviz.pruning import recommend
+    from seviz.recording import attribute
+
     log.info("2/6 statistics")
     stats = compute_statistics(store)
     stats.write_json(out_dir / "stats.json", overwrite=True, inputs=[store], per_class=False)
@@ -147,27 +172,46 @@ def run_demo(
     figures = save_figures(stats, out_dir / "figures", formats=("png",), class_figures=stats.class_names[:4])
     log.info("4/6 captum attributions")
     attribute(store, progress=progress)
+    return stats, recommendation, rec_json, figures
+
+
+def _verify(
+    store: Path,
+    out_dir: Path,
+    data_dir: Path,
+    images_per_class: int | None,
+    recommendation: Recommendation,
+    rec_json: Path,
+    progress: bool,
+) -> tuple[EvaluationReport, EvaluationReport]:
+    """Steps 5-6: the recommendation and the paper's stage-5 removal, each measured on the images."""
+    from seviz.data import find_images
+    from seviz.models import load_model
+    from seviz.models.demo_network import DEMO_MODEL_NAME
+    from seviz.pruning import evaluate, prune_blocks, prune_from_recommendation
 
     log.info("5/6 verifying the recommendation")
     loaded = load_model(DEMO_MODEL_NAME)
     items = find_images(data_dir, loaded, None, images_per_class)
-    flagged = [b.name for b in recommendation.blocks if b.verdict != "keep"]
     edited: nn.Module | PrunedModel
-    if flagged:
+    if any(b.verdict != "keep" for b in recommendation.blocks):
         edited = prune_from_recommendation(loaded, rec_json)
         edited.save(out_dir / "pruned.safetensors", overwrite=True)
     else:
         edited = load_model(DEMO_MODEL_NAME).model  # an unedited twin: only the per-block deltas matter
     report = evaluate(loaded, edited, items, batch_size=100, per_block=True, progress=progress)
-    evaluation_path = report.write_json(out_dir / "evaluation.json", overwrite=True)
-
+    report.write_json(out_dir / "evaluation.json", overwrite=True)
     log.info("6/6 the paper's stage-5 experiment")
     stage5 = prune_blocks(loaded, "SE_5_*")
     stage5_report = evaluate(loaded, stage5, items, batch_size=100, progress=progress)
-    stage5_path = stage5_report.write_json(out_dir / "stage5.json", overwrite=True)
+    stage5_report.write_json(out_dir / "stage5.json", overwrite=True)
+    return report, stage5_report
 
-    se_params = sum(stats_block.params for stats_block in _block_infos(store))
-    stage5_params = sum(b.params for b in _block_infos(store) if b.name.startswith("SE_5_"))
+
+def _verdict_table(
+    stats: StoreStatistics, recommendation: Recommendation, report: EvaluationReport
+) -> list[dict[str, Any]]:
+    """One row per block: specificity, gate behaviour, verdict, and the cost of removing it alone."""
     removal = {b.name: b for b in report.per_block or ()}
     table = []
     for verdict in recommendation.blocks:
@@ -183,35 +227,34 @@ def run_demo(
                 "delta_top1": removal[verdict.name].delta_top1 if verdict.name in removal else None,
             }
         )
+    return table
+
+
+def _verified(recommendation: Recommendation, report: EvaluationReport) -> dict[str, Any]:
+    return {
+        "blocks": [b.name for b in recommendation.blocks if b.verdict != "keep"],
+        "images": report.images,
+        "top1_before": report.original.top1,
+        "top1_after": report.edited.top1,
+        "agreement_top1": report.agreement_top1,
+        "params_removed": report.original.params - report.edited.params,
+    }
+
+
+def _stage5_figures(store: Path, report: EvaluationReport, stage5: EvaluationReport) -> dict[str, Any]:
+    """The paper's stage-5 experiment: accuracy, and the SE share of the parameters before and after."""
+    blocks = _block_infos(store)
+    se_params = sum(b.params for b in blocks)
+    stage5_params = sum(b.params for b in blocks if b.name.startswith("SE_5_"))
     params_before = report.original.params
-    result = DemoResult(
-        out_dir=out_dir,
-        store=store,
-        recommendation=rec_json,
-        figures=figures,
-        evaluation=evaluation_path,
-        stage5=stage5_path,
-        seconds=time.perf_counter() - began,
-        table=table,
-        verified={
-            "blocks": flagged,
-            "images": report.images,
-            "top1_before": report.original.top1,
-            "top1_after": report.edited.top1,
-            "agreement_top1": report.agreement_top1,
-            "params_removed": report.original.params - report.edited.params,
-        },
-        stage5_figures={
-            "top1_before": stage5_report.original.top1,
-            "top1_after": stage5_report.edited.top1,
-            "params_before": params_before,
-            "params_after": stage5_report.edited.params,
-            "se_share_before": se_params / params_before,
-            "se_share_after": (se_params - stage5_params) / stage5_report.edited.params,
-        },
-    )
-    atomic_write_text(out_dir / "summary.txt", result.summary() + "\n")
-    return result
+    return {
+        "top1_before": stage5.original.top1,
+        "top1_after": stage5.edited.top1,
+        "params_before": params_before,
+        "params_after": stage5.edited.params,
+        "se_share_before": se_params / params_before,
+        "se_share_after": (se_params - stage5_params) / stage5.edited.params,
+    }
 
 
 _OUTPUTS = ("demo.h5", "stats.json", "rec.json", "rec.md", "pruned.safetensors", "evaluation.json", "stage5.json",

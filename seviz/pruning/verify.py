@@ -399,36 +399,10 @@ def compare_models(
                 "no image could be read, so nothing was evaluated; check the files under --data"
             )
         latency = _latencies(original, edited, first_batch, latency_repeats)
-    per_block_results = None
-    if per_block:
-        per_block_results = tuple(
-            BlockRemoval(
-                name=g.name,
-                module=g.module_path,
-                top1=removals[g.name].top1,
-                top5=removals[g.name].top5,
-                delta_top1=_difference(removals[g.name].top1, original_tally.top1),
-                delta_top5=_difference(removals[g.name].top5, original_tally.top5),
-                agreement_top1=removals[g.name].agreement,
-                kl=removals[g.name].kl,
-            )
-            for g in removal_gates
-        )
+    per_block_results = _removals(removal_gates, removals, original_tally) if per_block else None
     return EvaluationReport(
-        original=ModelFigures(
-            original_tally.top1,
-            original_tally.top5,
-            count_params(original),
-            count_flops(original, input_size),
-            latency[0],
-        ),
-        edited=ModelFigures(
-            edited_tally.top1,
-            edited_tally.top5,
-            count_params(edited),
-            count_flops(edited, input_size),
-            latency[1],
-        ),
+        original=_figures(original, original_tally, input_size, latency[0]),
+        edited=_figures(edited, edited_tally, input_size, latency[1]),
         agreement_top1=edited_tally.agreement,
         kl=edited_tally.kl,
         images=original_tally.images,
@@ -438,6 +412,31 @@ def compare_models(
         latency_batch_size=int(first_batch.shape[0]),
         latency_repeats=latency_repeats,
         device=str(device),
+    )
+
+
+def _figures(
+    model: nn.Module, tally: _Tally, input_size: tuple[int, ...], latency: float | None
+) -> ModelFigures:
+    return ModelFigures(tally.top1, tally.top5, count_params(model), count_flops(model, input_size), latency)
+
+
+def _removals(
+    gates: Sequence[SEGate], removals: dict[str, _Tally], original: _Tally
+) -> tuple[BlockRemoval, ...]:
+    """What removing each block alone did, against the original's accuracy."""
+    return tuple(
+        BlockRemoval(
+            name=g.name,
+            module=g.module_path,
+            top1=removals[g.name].top1,
+            top5=removals[g.name].top5,
+            delta_top1=_difference(removals[g.name].top1, original.top1),
+            delta_top5=_difference(removals[g.name].top5, original.top5),
+            agreement_top1=removals[g.name].agreement,
+            kl=removals[g.name].kl,
+        )
+        for g in gates
     )
 
 
