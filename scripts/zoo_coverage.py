@@ -73,7 +73,10 @@ BUILT_BY = {
     "timm.CecaModule": "timm ResNet with `attn_layer='ceca'`",
     "timm.Cbam.channel": "timm ResNet with `attn_layer='cbam'` (the channel half; the spatial half is not a gate)",
     "timm.LightCbam.channel": "timm ResNet with `attn_layer='lcbam'` (hooked at `fc2`, sigmoid applied by seviz)",
-    "timm.GatherExcite": "timm ResNet with `attn_layer='ge'`, global extent",
+    "timm.GatherExcite": (
+        "timm ResNet with `attn_layer='ge'`, global extent (timm 1.0.31 cannot build it with its MLP: "
+        "`ConvMlp(..., *dd)` passes 'device', 'dtype' positionally)"
+    ),
     "timm.GlobalContext+add": "`GlobalContext(fuse_scale=True, fuse_add=True)` (edited at its gate)",
     "timm.SqueezeExciteCl": "channels-last SE of timm's layers",
     "structural.pool_sigmoid": "hand-written blocks: a pool and one sigmoid as children",
@@ -399,7 +402,7 @@ def _reasons(refusal: str) -> dict[str, str]:
     return reasons
 
 
-def markdown(families: list[Family], seconds: float, cap: int | None = 8) -> str:
+def markdown(families: list[Family], seconds: float, cap: int | None = 8, max_params: float = 60e6) -> str:
     """The coverage table; ``cap`` examples per row (None: every family)."""
     import timm
     import torchvision
@@ -413,16 +416,19 @@ def markdown(families: list[Family], seconds: float, cap: int | None = 8) -> str
     errors = [f for f in families if f.error]
     checked = [f for f in families if f.recorded.startswith("ok")]
     failed = [f for f in families if f.recorded.startswith("FAILED")]
+    skipped = [f for f in families if f.recorded.startswith("skipped")]
     lines = [
         f"timm {timm.__version__}: {sum(len(f.models) for f in timm_only)} models in {len(timm_only)} "
         f"families (a family: one timm module, names equal up to sizes and numbers). "
         f"**{len(gated)} families have SE-style gates; seviz discovers them in {len(found) + len(partly)}** "
         f"({len(found)} every gate, {len(partly)} some, {len(verdicts['missed'])} none). "
         f"{len(verdicts['refused'])} families are refused: their only attention is not a per-channel gate. "
-        f"{len(verdicts['no attention'])} have neither. Recording with random weights checked in "
-        f"{len(checked)} families ({len(failed)} failed); {len(errors)} could not be probed. "
-        f"torchvision {torchvision.__version__}'s classification models are included (marked). "
-        f"Sweep: {seconds / 60:.1f} min.",
+        f"{len(verdicts['no attention'])} have neither. With torchvision {torchvision.__version__}'s "
+        f"classification models (marked), recording with random weights was checked in {len(checked)} of "
+        f"the {len(checked) + len(failed) + len(skipped)} families with gates ({len(failed)} failed, "
+        f"{len(skipped)} over {max_params / 1e6:.0f}M parameters not built: "
+        + ", ".join(f"`{f.model}`" for f in skipped)
+        + f"); {len(errors)} families could not be probed. Sweep: {seconds / 60:.1f} min.",
         "",
         "| gate kind | families | the smallest variant probed in each (+ other variants of the family) |",
         "|---|---|---|",
@@ -431,6 +437,8 @@ def markdown(families: list[Family], seconds: float, cap: int | None = 8) -> str
     for family in families:
         for kind in family.kinds:
             by_kind[kind].append(family)
+    for users in by_kind.values():  # the families with most variants first
+        users.sort(key=lambda f: (-len(f.models), f.model))
     for adapter in _ADAPTERS:
         users = by_kind.get(adapter.kind, [])
         if users:
@@ -452,6 +460,7 @@ def markdown(families: list[Family], seconds: float, cap: int | None = 8) -> str
     lines += ["", "Refused, with the reason seviz gives (a family may hold several kinds):", ""]
     lines += ["| attention found | families | why it is not an SE gate | e.g. |", "|---|---|---|---|"]
     for kind, users in sorted(by_other.items(), key=lambda item: -len(item[1])):
+        users.sort(key=lambda f: (-len(f.models), f.model))
         lines.append(f"| `{kind}` | {len(users)} | {why[kind]} | {_examples(users, min(cap or 99, 4))} |")
     hinted = [f for f in verdicts["no attention"] if f.unnamed]
     if hinted:
@@ -548,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         with _quiet():
             families = sweep(args)
         seconds = time.perf_counter() - start
-    table = markdown(families, seconds, cap=None if args.full else 8)
+    table = markdown(families, seconds, cap=None if args.full else 8, max_params=args.max_params)
     if args.out:
         args.out.write_text(table)
     if args.readme:

@@ -45,7 +45,7 @@ def test_a_small_sweep_writes_the_table_into_the_readme(coverage, tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| `timm.SelectiveKernel`"))
     assert "softmax across 2 branches" in row and "`skresnet18`" in row
     assert "1 families are refused" in text and "1 have neither" in text
-    assert "Recording with random weights checked in 1 families (0 failed)" in text
+    assert "recording with random weights was checked in 1 of the 1 families with gates (0 failed" in text
     # Re-rendered from its JSON, the same table.
     again = tmp_path / "again.md"
     assert coverage.main(["--from-json", str(tmp_path / "sweep.json"), "--out", str(again)]) == 0
