@@ -40,9 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
     from seviz.data import find_images
     from seviz.pruning import evaluate, prune_blocks, prune_from_recommendation
 
@@ -72,6 +69,6 @@ def run(args: argparse.Namespace) -> int:
     )
     print(report.summary())
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        report.write_json(args.json_out, overwrite=True)
         print(f"wrote {args.json_out}")
     return 0
