@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from seviz._files import atomic_write, check_output
-from seviz.analysis import ALL_CLASSES, StoreStatistics
+from seviz.analysis import ALL_CLASSES, BlockStatistics, StoreStatistics
 from seviz.errors import OutputError, UsageError
 from seviz.store import StoreError
 
@@ -86,6 +86,74 @@ def select_channels(
     if index.size == 0 or index.min() < 0 or index.max() >= total:
         raise UsageError(f"channel indices {index.tolist()[:10]} must lie in [0, {total - 1}]")
     return index
+
+
+# How a channel subset is asked for (the app's controls; ``seviz plot --channels N [--random-channels]``).
+CHANNEL_SUBSETS = ("all", "first N", "random N", "indices")
+PAPER_CHANNELS = 50  # the paper drew 50 channels per block
+# Orders of a block's channels, each by one per-channel statistic (None: channel index).
+CHANNEL_SORTS: dict[str, Callable[[BlockStatistics], np.ndarray] | None] = {
+    "channel index": None,
+    "mean over all classes": lambda b: b.all.mean,
+    "class specificity (between/within variance)": lambda b: b.specificity.channel_ratio,
+    "input dependence": lambda b: b.behaviour.channel_dependence,
+}
+
+
+def parse_channels(text: str, total: int) -> np.ndarray:
+    """Channel indices from ``"0-15, 40, 64-"`` (sorted, unique), clipped to a block of ``total`` channels.
+
+    Raises:
+        UsageError: The text is not a list of indices and ranges.
+    """
+    chosen: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        match = re.fullmatch(r"(\d*)\s*-\s*(\d*)|(\d+)", part)
+        if not match:
+            raise UsageError(f"channels {part!r}: write indices and ranges such as 0-15, 40, 64-")
+        if match.group(3) is not None:
+            start = stop = int(match.group(3))
+        else:
+            start = int(match.group(1) or 0)
+            stop = int(match.group(2)) if match.group(2) else total - 1
+        chosen.extend(range(start, min(stop, total - 1) + 1))
+    return np.asarray(sorted(set(chosen)), dtype=np.intp)
+
+
+def channel_subset(subset: str, total: int, count: int = PAPER_CHANNELS, text: str = "") -> np.ndarray:
+    """The channels of a block of ``total`` channels that one of :data:`CHANNEL_SUBSETS` names.
+
+    ``"first N"`` and ``"random N"`` pick ``count`` channels as :func:`select_channels`
+    (and ``seviz plot --channels N [--random-channels]``) does; ``"indices"`` parses
+    ``text`` (all channels when it is empty).
+
+    Raises:
+        UsageError: Unknown subset, or ``text`` that is not a list of indices.
+    """
+    if subset not in CHANNEL_SUBSETS:
+        raise UsageError(f"channel subset {subset!r} is not one of {', '.join(CHANNEL_SUBSETS)}")
+    if subset == "indices":
+        return parse_channels(text, total) if text.strip() else np.arange(total)
+    if subset == "all":
+        return select_channels(total)
+    return select_channels(total, count, how="first" if subset == "first N" else "random")
+
+
+def order_channels(
+    block: BlockStatistics, channels: np.ndarray, sort: str, descending: bool = True
+) -> np.ndarray:
+    """``channels`` in display order: sorted by one of :data:`CHANNEL_SORTS` (stable; ties keep index order).
+
+    Raises:
+        UsageError: Unknown sort.
+    """
+    if sort not in CHANNEL_SORTS:
+        raise UsageError(f"channel order {sort!r} is not one of {', '.join(CHANNEL_SORTS)}")
+    key = CHANNEL_SORTS[sort]
+    if key is None:
+        return channels
+    values = np.asarray(key(block), dtype=np.float64)[channels]
+    return channels[np.argsort(-values if descending else values, kind="stable")]
 
 
 def plot_class_excitations(

@@ -16,8 +16,13 @@ from _planted import (
 )
 
 from seviz.analysis import ALL_CLASSES, compute_statistics
+from seviz.errors import UsageError
 from seviz.plots import (
+    CHANNEL_SORTS,
+    channel_subset,
     default_blocks,
+    order_channels,
+    parse_channels,
     plot_class_across_blocks,
     plot_class_excitations,
     plot_depth,
@@ -135,3 +140,32 @@ def test_bad_names_are_clear_errors(planted_stats, tmp_path):
         plot_class_across_blocks(planted_stats, "dog")
     with pytest.raises(ValueError, match="unsupported figure format"):
         save_figures(planted_stats, tmp_path, formats=("gif",))
+
+
+def test_channel_subsets_as_the_app_asks_for_them():
+    assert parse_channels("0-3, 10, 7 - 8, 30-", 32).tolist() == [0, 1, 2, 3, 7, 8, 10, 30, 31]
+    assert parse_channels("5, 5, 100", 8).tolist() == [5]  # unique, clipped to the block
+    with pytest.raises(UsageError, match="channels 'ten'"):
+        parse_channels("1, ten", 8)
+    assert channel_subset("all", 5).tolist() == [0, 1, 2, 3, 4]
+    assert channel_subset("indices", 5, text=" ").tolist() == [0, 1, 2, 3, 4]
+    assert channel_subset("first N", 100, 3).tolist() == [0, 1, 2]
+    # "random N" is what `seviz plot --channels N --random-channels` draws.
+    assert channel_subset("random N", 100, 7).tolist() == select_channels(100, 7, how="random").tolist()
+    with pytest.raises(UsageError, match="channel subset 'some'"):
+        channel_subset("some", 5)
+
+
+def test_channel_orders_sort_by_a_statistic_stably(planted_stats):
+    block = planted_stats.block(SPECIFIC)
+    chosen = np.asarray([0, 3, 5, 9])
+    assert order_channels(block, chosen, "channel index").tolist() == [0, 3, 5, 9]
+    means = block.all.mean[chosen]
+    assert (
+        order_channels(block, chosen, "mean over all classes").tolist() == chosen[np.argsort(-means)].tolist()
+    )
+    ascending = order_channels(block, chosen, "class specificity (between/within variance)", descending=False)
+    assert np.all(np.diff(block.specificity.channel_ratio[ascending]) >= 0)
+    assert set(CHANNEL_SORTS) >= {"channel index", "input dependence"}
+    with pytest.raises(UsageError, match="channel order 'size'"):
+        order_channels(block, chosen, "size")

@@ -2,10 +2,22 @@
 
 Rooms: :mod:`~seviz.analysis.results` (the frozen result records, a leaf),
 :mod:`~seviz.analysis.compute` (:func:`compute_statistics`, one streamed pass per
-block), ``_accumulator`` and ``_kernels`` (its vectorised and compiled loops).
+block), ``_accumulator``, ``_kernels`` and ``_numpy_loops`` (its vectorised and
+compiled loops), :mod:`~seviz.analysis.extremes` (the samples with the highest and
+lowest gate of each channel), :mod:`~seviz.analysis.cache` (both saved once beside
+the store and read back).
 """
 
+from seviz.analysis.cache import (
+    cache_folder,
+    cached_channel_extremes,
+    cached_statistics,
+    class_quantiles,
+    class_values,
+    store_fingerprint,
+)
 from seviz.analysis.compute import compute_statistics, store_identity
+from seviz.analysis.extremes import ChannelExtremes, channel_extremes
 from seviz.analysis.results import (
     ALL_CLASSES,
     SPECIFICITY_METHODS,
@@ -23,11 +35,19 @@ __all__ = [
     "SPECIFICITY_METHODS",
     "STATISTICS_VERSION",
     "BlockStatistics",
+    "ChannelExtremes",
     "ClassStats",
     "GateBehaviour",
     "Specificity",
     "StatsSettings",
     "StoreStatistics",
+    "cache_folder",
+    "cached_channel_extremes",
+    "cached_statistics",
+    "channel_extremes",
+    "class_quantiles",
+    "class_values",
     "compute_statistics",
+    "store_fingerprint",
     "store_identity",
 ]

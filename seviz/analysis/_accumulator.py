@@ -103,9 +103,11 @@ class BlockAccumulator:
         selected: list[str],
         settings: StatsSettings,
         scratch: Scratch | None = None,
+        compiled: bool = True,
     ) -> None:
         self.info = info
         self.samples = samples  # rows of the whole store (parts of it merge: see merge)
+        self.compiled = compiled  # False: numpy only (small stores; numba is never imported)
         self.scratch = scratch or Scratch()
         self.settings = settings
         self.all_classes = all_classes
@@ -165,7 +167,7 @@ class BlockAccumulator:
         self._hold(start, gates, labels)
         labels = np.asarray(labels, dtype=np.intp)
         self.count += np.bincount(labels * folds + fold, minlength=self.count.size).reshape(self.count.shape)
-        if gates.dtype == np.float16:
+        if gates.dtype == np.float16 and self.compiled:
             codes = np.ascontiguousarray(gates).view(np.uint16)
             top = int(codes.max())
             if top < _F16_SIGN_OR_INF:  # finite and non-negative: the compiled pass
@@ -437,7 +439,10 @@ class BlockAccumulator:
         var_all = between + within
         low_all, high_all = self.low[present].min(axis=0), self.high[present].max(axis=0)
 
-        from seviz.analysis._kernels import summarize_counts
+        if self.compiled:
+            from seviz.analysis._kernels import summarize_counts
+        else:
+            from seviz.analysis._numpy_loops import summarize_counts
 
         index = {name: i for i, name in enumerate(self.all_classes)}
         counts = self.histograms()
@@ -558,11 +563,18 @@ class BlockAccumulator:
         centroid, in compiled loops: BLAS would do the products faster but
         leaves its threads spinning, which starves the blocks analysed beside.
         """
-        from seviz.analysis._kernels import nearest_centroids, nearest_centroids_float32
-
         centroids = np.ascontiguousarray(centroids, dtype=np.float32)
         norms = (centroids.astype(np.float64) ** 2).sum(axis=1)
         nearest = np.empty(len(rows), dtype=np.intp)
+        if not self.compiled:
+            from seviz.analysis import _numpy_loops
+
+            _numpy_loops.nearest_centroids(
+                np.asarray(rows, dtype=np.float32) - center, centroids, norms, nearest
+            )
+            return nearest
+        from seviz.analysis._kernels import nearest_centroids, nearest_centroids_float32
+
         codes = rows.view(np.uint16) if rows.dtype == np.float16 else None
         if codes is not None and codes.size and int(codes.max()) < _F16_SIGN_OR_INF:
             row = np.empty(self.info.channels, dtype=np.float32)

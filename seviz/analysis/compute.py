@@ -71,6 +71,9 @@ _CHUNK_ELEMENTS = 1 << 24  # about 32 MiB of float16 (64 MiB of float32) per chu
 # scored rows (about 130 MiB for a 2048-channel block with 10 classes and
 # 10,000 scored rows), so memory stays under 1 GB.
 _MAX_WORKERS = 4
+# Below this many gates (samples x channels) numpy is faster than compiling or loading numba's loops:
+# the demo store (1,000 images x 3,776 channels) is analysed in numpy in well under a second.
+SMALL_STORE_GATES = 1 << 23
 
 
 def store_identity(store: Store) -> dict[str, Any]:
@@ -100,6 +103,7 @@ def compute_statistics(
     chunk_rows: int | None = None,
     workers: int | None = None,
     jobs: int = 1,
+    compiled: bool | None = None,
 ) -> StoreStatistics:
     """Compute per-class statistics, class specificity and gate behaviour of SE blocks.
 
@@ -134,15 +138,18 @@ def compute_statistics(
             class is not in it, or a block holds non-finite gates.
     """
     settings = settings or StatsSettings()
-    _start_loading_kernels()
     if not isinstance(store, Store):
         with open_store(store) as opened:
-            return compute_statistics(opened, blocks, classes, settings, chunk_rows, workers, jobs)
+            return compute_statistics(opened, blocks, classes, settings, chunk_rows, workers, jobs, compiled)
     if len(store) == 0:
         raise StoreError(f"store {str(store.path)!r} has no committed samples yet; record some first")
     names = list(store.blocks) if blocks is None else list(blocks)
     for name in names:
         store.block(name)  # raises StoreError naming the block and the ones there are
+    if compiled is None:
+        compiled = len(store) * sum(store.blocks[name].channels for name in names) > SMALL_STORE_GATES
+    if compiled:
+        _start_loading_kernels()
     present, inverse = np.unique(store.class_names, return_inverse=True)
     recorded = store.recorded_class_names
     all_classes = recorded + sorted(set(present.tolist()) - set(recorded))
@@ -165,9 +172,11 @@ def compute_statistics(
         try:
             if jobs > 1:
                 return _merged_block_statistics(
-                    store, info, labels, all_classes, selected, settings, chunk_rows, jobs
+                    store, info, labels, all_classes, selected, settings, chunk_rows, jobs, compiled
                 )
-            acc = _accumulate(store, info, labels, all_classes, selected, settings, chunk_rows, scratch)
+            acc = _accumulate(
+                store, info, labels, all_classes, selected, settings, chunk_rows, scratch, None, compiled
+            )
             return acc.finish()
         finally:
             spare.put(scratch)
@@ -208,12 +217,13 @@ def _accumulate(
     chunk_rows: int | None,
     scratch: Scratch,
     part: slice | None = None,
+    compiled: bool = True,
 ) -> BlockAccumulator:
     """One block's state over rows ``part`` (default all) of the store."""
     rows = max(256, _CHUNK_ELEMENTS // max(1, info.channels)) if chunk_rows is None else int(chunk_rows)
     if rows < 1:
         raise AnalysisError(f"chunk_rows={chunk_rows} must be at least 1")
-    acc = BlockAccumulator(info, len(store), all_classes, selected, settings, scratch)
+    acc = BlockAccumulator(info, len(store), all_classes, selected, settings, scratch, compiled)
     # As stored: the accumulator works on float16 gates directly, faster than
     # converting them to float32 first; it copies what it keeps of a chunk, so
     # every chunk is read into the same memory.
@@ -241,6 +251,7 @@ def _merged_block_statistics(
     settings: StatsSettings,
     chunk_rows: int | None,
     jobs: int,
+    compiled: bool = True,
 ) -> BlockStatistics:
     """One block in ``jobs`` contiguous parts, side by side, merged in order."""
     n = len(store)
@@ -249,7 +260,9 @@ def _merged_block_statistics(
 
     def one(part: slice) -> BlockAccumulator:
         # A Scratch per part: a part's histograms live in it until the merge.
-        return _accumulate(store, info, labels, all_classes, selected, settings, chunk_rows, Scratch(), part)
+        return _accumulate(
+            store, info, labels, all_classes, selected, settings, chunk_rows, Scratch(), part, compiled
+        )
 
     with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="seviz-stats-part") as pool:
         accumulators = list(pool.map(one, parts))

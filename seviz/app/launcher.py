@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from seviz.analysis.cache import CACHE_SUFFIX
 from seviz.errors import AppPathError, UsageError
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,8 @@ def resolve_store(path: str | os.PathLike, root: str | os.PathLike) -> Path:
 def find_stores(root: str | os.PathLike, limit: int = _MAX_BROWSED) -> list[Path]:
     """Files under ``root`` that look like stores (``.h5``/``.hdf5``), sorted, at most ``limit``.
 
-    Hidden folders and virtual environments are skipped, and so are links that
-    lead out of the root. Whether a file really is a seviz store is decided when
+    Hidden folders, virtual environments and seviz's statistics caches
+    (``STORE.seviz-cache``) are skipped, and so are links that lead out of the root. Whether a file really is a seviz store is decided when
     it is opened.
     """
     root_path = Path(root).expanduser().resolve()
@@ -88,7 +89,9 @@ def find_stores(root: str | os.PathLike, limit: int = _MAX_BROWSED) -> list[Path
         subfolders[:] = sorted(
             d
             for d in subfolders
-            if not d.startswith(".") and d not in ("venv", "node_modules", "__pycache__")
+            if not d.startswith(".")
+            and d not in ("venv", "node_modules", "__pycache__")
+            and not d.endswith(CACHE_SUFFIX)
         )
         for name in sorted(files):
             path = Path(folder) / name

@@ -10,20 +10,23 @@ only choose what to draw.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
 from seviz.app.launcher import AppConfig, find_stores, parse_app_arguments
-from seviz.app.views import attribution, compare, depth, distributions, overview, pruning
+from seviz.app.views import attribution, channels, compare, depth, distributions, overview, pruning
 from seviz.app.views._data import PageError
 from seviz.errors import AppPathError
 
-PAGES = {
+PAGES: dict[str, Callable[..., Any]] = {
     "Overview": overview.render,
     "Distributions": distributions.render,
     "Depth view": depth.render,
     "Pruning": pruning.render,
+    "Channel explorer": channels.render,
     "Attribution": attribution.render,
     "Compare": compare.render,
 }
@@ -46,7 +49,7 @@ def main() -> None:
     except AppPathError as error:
         st.error(str(error))
         return
-    page = st.sidebar.radio("Page", list(PAGES), key="page", bind="query-params")
+    page = st.sidebar.radio("Page", list(PAGES), key="page", bind="query-params") or next(iter(PAGES))
     choices = store_choices(config)
     st.sidebar.caption(f"Root: {config.root}")
     if not choices:
@@ -57,6 +60,8 @@ def main() -> None:
         )
         return
     path = st.sidebar.selectbox("Store", choices, format_func=lambda p: _label(p, config.root), key="store")
+    if path is None:  # the selection was cleared
+        path = choices[0]
     st.title(page)
     st.caption(f"Store: {_label(path, config.root)}")
     try:

@@ -5,7 +5,9 @@ Rooms: :mod:`~seviz.pruning.recommendation` (:class:`Thresholds`, verdicts,
 :mod:`~seviz.pruning.edits` (what an edit is asked to do), :mod:`~seviz.pruning.apply`
 (:func:`prune`: making the edits, folding constants into BatchNorm),
 :mod:`~seviz.pruning.counting` (parameters and FLOPs), :mod:`~seviz.pruning.verify`
-(:func:`evaluate`: accuracy, agreement, KL of the edited model against the original).
+(:func:`evaluate`: accuracy, agreement, KL of the edited model against the original;
+the reader of its JSON), :mod:`~seviz.pruning.recorded` (the store's own model: verifying
+a recommendation on it).
 """
 
 from seviz.errors import EvaluationError, PruningError, RecommendationError
@@ -19,9 +21,20 @@ from seviz.pruning.recommendation import (
     Thresholds,
     decide,
     load_recommendation,
+    needed_statistics,
     recommend,
+    recommend_command,
+    threshold_flag,
 )
-from seviz.pruning.verify import EvaluationReport, compare_models, evaluate, recorded_preprocessing
+from seviz.pruning.recorded import evaluate_recommendation, load_recorded_model, recorded_model
+from seviz.pruning.verify import (
+    EvaluationReport,
+    compare_models,
+    evaluate,
+    find_evaluations,
+    read_evaluation,
+    recorded_preprocessing,
+)
 
 __all__ = [
     "VERDICTS",
@@ -38,13 +51,21 @@ __all__ = [
     "compare_models",
     "decide",
     "evaluate",
+    "evaluate_recommendation",
+    "find_evaluations",
     "load_recommendation",
+    "load_recorded_model",
+    "needed_statistics",
     "prune",
     "prune_blocks",
     "prune_from_recommendation",
+    "read_evaluation",
     "read_saved_edits",
     "recommend",
     "recorded_preprocessing",
+    "recommend_command",
+    "recorded_model",
     "save_pruned",
     "select_blocks",
+    "threshold_flag",
 ]

@@ -72,6 +72,36 @@ class Thresholds:
                 raise RecommendationError(f"threshold {f.name}={value!r} must be a number in [0, 1]")
 
 
+def threshold_flag(field: str) -> str:
+    """The ``seviz recommend`` option of a :class:`Thresholds` field: ``near_one`` -> ``--near-one``."""
+    return "--" + field.replace("_", "-")
+
+
+def needed_statistics(thresholds: Thresholds | None = None) -> tuple[list[str], StatsSettings]:
+    """The class selection and settings :func:`recommend` computes statistics with.
+
+    No per-class part (``classes=[]``: verdicts use every sample together) and the
+    thresholds' ``near_one``; statistics computed this way (for example cached by
+    the app) give a recommendation equal byte for byte to ``seviz recommend``'s.
+    """
+    t = thresholds or Thresholds()
+    return [], StatsSettings(near_one=t.near_one)
+
+
+def recommend_command(store: str, thresholds: Thresholds | None = None) -> list[str]:
+    """The ``seviz recommend`` command line (as words) that judges ``store`` with ``thresholds``.
+
+    Only thresholds that differ from the defaults are written.
+    """
+    t, defaults = thresholds or Thresholds(), Thresholds()
+    words = ["seviz", "recommend", str(store)]
+    for f in fields(Thresholds):
+        value = getattr(t, f.name)
+        if value != getattr(defaults, f.name):
+            words += [threshold_flag(f.name), repr(float(value))]
+    return words
+
+
 @dataclass(frozen=True)
 class BlockVerdict:
     """The verdict on one SE block and the scores that decided it."""
@@ -359,8 +389,8 @@ def recommend(
         names = stats.block_names if blocks is None else list(blocks)
         judged = [stats.block(name) for name in names]
     else:
-        # No per-class statistics are needed here, so none are computed (classes=[]).
-        stats = compute_statistics(source, blocks, classes=[], settings=StatsSettings(near_one=t.near_one))
+        classes, settings = needed_statistics(t)
+        stats = compute_statistics(source, blocks, classes=classes, settings=settings)
         judged = list(stats.blocks.values())
     settings = stats.settings
     return Recommendation(

@@ -25,7 +25,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -155,6 +155,52 @@ class EvaluationReport:
             "seviz_version": __version__,
         }
 
+    @property
+    def edited_blocks(self) -> dict[str, str]:
+        """Block name -> action (``identity`` or ``constant``) of every edit measured."""
+        return {str(e.get("name")): str(e.get("action")) for e in self.edits}
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "evaluation") -> EvaluationReport:
+        """The report of :meth:`to_dict` (what ``seviz evaluate --json`` writes), checked.
+
+        Raises:
+            EvaluationError: Not a seviz evaluation, or of another format version.
+        """
+        if not isinstance(data, dict) or "seviz_evaluation" not in data:
+            raise EvaluationError(
+                f"{source} is not a seviz evaluation (no 'seviz_evaluation' key); "
+                "write one with `seviz evaluate ... --json evaluation.json`"
+            )
+        if data["seviz_evaluation"] != REPORT_FORMAT:
+            raise EvaluationError(
+                f"{source} has evaluation format {data['seviz_evaluation']!r}; this seviz reads format "
+                f"{REPORT_FORMAT}: evaluate again with `seviz evaluate ... --json`"
+            )
+        try:
+            latency = data.get("latency") or {}
+            per_block = data.get("per_block")
+            return cls(
+                original=ModelFigures(**data["original"]),
+                edited=ModelFigures(**data["edited"]),
+                agreement_top1=float(data["agreement_top1"]),
+                kl=float(data["kl"]),
+                images=int(data["images"]),
+                labelled=int(data["labelled"]),
+                per_block=None if per_block is None else tuple(BlockRemoval(**b) for b in per_block),
+                model=str(data.get("model", "")),
+                model_spec=str(data.get("model_spec", "")),
+                weights_sha256=str(data.get("weights_sha256", "")),
+                edits=tuple(dict(e) for e in data.get("edits", [])),
+                skipped=tuple((str(k["path"]), str(k["reason"])) for k in data.get("skipped", [])),
+                latency_batch_size=int(latency.get("batch_size", 0)),
+                latency_repeats=int(latency.get("repeats", 0)),
+                device=str(latency.get("device", "cpu")),
+                flops_method=str(data.get("flops_method", FLOPS_METHOD)),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise EvaluationError(f"{source} is not a complete seviz evaluation: {error!r}") from None
+
     def to_json(self, indent: int | None = 2) -> str:
         """:meth:`to_dict` as a JSON string."""
         return json.dumps(self.to_dict(), indent=indent)
@@ -224,6 +270,42 @@ class EvaluationReport:
         return "\n".join(lines)
 
 
+def read_evaluation(path: str | os.PathLike) -> EvaluationReport:
+    """Read a report written by :meth:`EvaluationReport.write_json` (``seviz evaluate --json``).
+
+    Raises:
+        EvaluationError: Not JSON, or not a seviz evaluation.
+        FileNotFoundError: The file does not exist.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise EvaluationError(
+            f"{str(path)!r} is not JSON ({error}); is it a `seviz evaluate --json` file?"
+        ) from None
+    return EvaluationReport.from_dict(data, source=repr(str(path)))
+
+
+def find_evaluations(folder: str | os.PathLike, max_bytes: int = 16 << 20) -> list[Path]:
+    """The ``seviz evaluate --json`` reports in ``folder`` (``evaluation.json``, ``stage5.json``, ...), sorted.
+
+    Every ``.json`` file of at most ``max_bytes`` is opened; those that are seviz
+    evaluations are returned.
+    """
+    found = []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            if path.stat().st_size > max_bytes:
+                continue
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("seviz_evaluation") == REPORT_FORMAT:
+            found.append(path)
+    return found
+
+
 def evaluate(
     original: LoadedModel,
     edited: nn.Module | PrunedModel,
@@ -235,6 +317,7 @@ def evaluate(
     latency_repeats: int = 5,
     progress: bool | None = None,
     edits: Sequence[AppliedEdit] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> EvaluationReport:
     """Compare an edited model with the original on labelled images.
 
@@ -251,6 +334,8 @@ def evaluate(
         progress: Show a progress bar (default: when stderr is a terminal).
         edits: The edits to record in the report when ``edited`` is a plain
             model (:func:`seviz.pruned_files.read_saved_edits` reads a pruned file's).
+        on_batch: Called after each batch with (batches done, batches in all),
+            e.g. to move a progress bar in an app.
 
     Returns:
         The report; ``report.summary()`` reads well, ``report.to_json()`` is the data.
@@ -288,6 +373,7 @@ def evaluate(
         progress=progress,
         total_batches=math.ceil(len(items) / batch_size),
         edits=edits,
+        on_batch=on_batch,
     )
     return dataclasses.replace(
         report,
@@ -343,6 +429,7 @@ def compare_models(
     progress: bool | None = None,
     total_batches: int | None = None,
     edits: Sequence[AppliedEdit] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> EvaluationReport:
     """Compare two models on batches of (images, labels or None); the core of :func:`evaluate`.
 
@@ -357,6 +444,7 @@ def compare_models(
         progress: Show a progress bar (default: when stderr is a terminal).
         total_batches: Length of ``batches`` for the progress bar.
         edits: The edits to record when ``edited`` is a plain model.
+        on_batch: Called after each batch with (batches done, ``total_batches`` or 0).
 
     Raises:
         EvaluationError: No batch, or ``edited`` is ``original`` itself.
@@ -384,7 +472,7 @@ def compare_models(
     with eval_mode(original), eval_mode(edited), torch.no_grad():
         device = _device(original)
         bar = tqdm(batches, total=total_batches, unit="batch", desc="evaluating", disable=not show)
-        for images, labels in bar:
+        for done, (images, labels) in enumerate(bar, start=1):
             if first_batch is None:
                 first_batch = images
             reference = logits_of(original(images.to(device))).float().cpu()
@@ -394,6 +482,8 @@ def compare_models(
                 with _block_removed(original, gate):
                     removed = logits_of(original(images.to(device))).float().cpu()
                 removals[gate.name].add(removed, labels, reference)
+            if on_batch is not None:
+                on_batch(done, total_batches or 0)
         if first_batch is None:
             raise EvaluationError(
                 "no image could be read, so nothing was evaluated; check the files under --data"
@@ -575,4 +665,6 @@ __all__ = [
     "count_params",
     "evaluate",
     "recorded_preprocessing",
+    "find_evaluations",
+    "read_evaluation",
 ]

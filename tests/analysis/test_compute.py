@@ -24,10 +24,21 @@ from _planted import (
     write_store,
 )
 
-from seviz.analysis import ALL_CLASSES, SPECIFICITY_METHODS, StatsSettings, compute_statistics
+from seviz.analysis import ALL_CLASSES, SPECIFICITY_METHODS, StatsSettings, compute, compute_statistics
 from seviz.store import BlockInfo, StoreError, open_store
 
 LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compiled_even_when_small():
+    """These stores are small, which seviz analyses in numpy; most tests here check the compiled pass.
+
+    The numpy path is checked against it in ``test_small_stores_are_analysed_in_numpy_alike``.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compute, "SMALL_STORE_GATES", 0)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -342,7 +353,7 @@ def test_kernels_loaded_ahead_are_the_ones_the_analysis_calls(planted_store):
         "_kernels.load_all()\n"
         "kernels = (_kernels.add_float16_rows, _kernels.summarize_counts, _kernels.nearest_centroids)\n"
         "before = [list(k.signatures) for k in kernels]\n"
-        "stats.compute_statistics(sys.argv[1], workers=1)\n"
+        "stats.compute_statistics(sys.argv[1], workers=1, compiled=True)\n"
         "print([len(b) for b in before], [list(k.signatures) == b for k, b in zip(kernels, before)])\n"
     )
     out = subprocess.run(
@@ -357,7 +368,7 @@ def test_kernels_work_where_numba_cannot_cache_them(planted_store):
         "import sys, logging\n"
         "logging.basicConfig()\n"
         "from seviz.analysis import _kernels, compute as stats\n"
-        "result = stats.compute_statistics(sys.argv[1], blocks=['SE_4_6'], workers=1)\n"
+        "result = stats.compute_statistics(sys.argv[1], blocks=['SE_4_6'], workers=1, compiled=True)\n"
         "print(len(_kernels._uncached), result.block('SE_4_6').specificity.accuracy > 0.95)\n"
     )
     # A locator list with nothing that applies to a plain module makes numba refuse to cache.
@@ -367,6 +378,33 @@ def test_kernels_work_where_numba_cannot_cache_them(planted_store):
     )
     assert run.stdout.split() == [str(_kernel_count()), "True"]
     assert run.stderr.count("numba cannot cache the statistics kernels") == 1
+
+
+def test_small_stores_are_analysed_in_numpy_alike(planted_store, planted_stats):
+    """Below SMALL_STORE_GATES numpy does the work (numba is not even imported), with the same results."""
+    gates, class_names = _whole(planted_store)
+    small = compute_statistics(planted_store, compiled=False)
+    for name in BLOCKS:
+        _check_against_numpy(small, gates, class_names, name)
+        a, b = small.block(name), planted_stats.block(name)
+        for cls in [*CLASSES, ALL_CLASSES]:
+            x, y = a.class_stats(cls), b.class_stats(cls)
+            for field in ("min", "max", "histogram"):
+                np.testing.assert_array_equal(getattr(x, field), getattr(y, field))
+            np.testing.assert_allclose(x.quantiles, y.quantiles, atol=1e-12)
+            np.testing.assert_allclose(x.mean, y.mean, rtol=1e-6, atol=1e-9)
+        assert a.specificity.accuracy == b.specificity.accuracy
+        assert a.behaviour.fraction_near_one == b.behaviour.fraction_near_one
+    code = (
+        "import sys\n"
+        "from seviz.analysis import compute_statistics\n"
+        "compute_statistics(sys.argv[1])\n"
+        "print('numba' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(planted_store)], check=True, capture_output=True, text=True
+    )
+    assert out.stdout.strip() == "False"
 
 
 def _kernel_count() -> int:

@@ -1,4 +1,4 @@
-"""Tests of the seviz app (``app/``) with Streamlit's AppTest, and of ``seviz/app_launcher.py``.
+"""Tests of the seviz app (``seviz/app``) with Streamlit's AppTest, and of ``seviz/app/launcher.py``.
 
 Every page runs on a small store written here with planted behaviour:
 
@@ -9,8 +9,10 @@ Every page runs on a small store written here with planted behaviour:
 * ``SE_5_2``: identity (every gate in [0.998, 1]).
 
 The assertions are about content: block and class names, the numbers drawn
-(equal to :mod:`seviz.analysis.compute`), the verdicts, and the downloaded recommendation
-(equal to :func:`seviz.recommend.recommend`'s JSON for the same thresholds).
+(equal to :mod:`seviz.analysis.compute`), the verdicts, the downloaded recommendation
+(equal to :func:`seviz.pruning.recommend`'s JSON for the same thresholds), what an
+evaluation measured (a report fixture; a real evaluation of a tiny store run by the
+page's button, equal to the CLI's), and the channel explorer's ranked images.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from _app_store import BLOCKS, CLASSES, CONSTANT, IDENTITY, PAPER_PRESENT, write_app_store
+from _app_store import BLOCKS, CLASSES, CONSTANT, IDENTITY, PAPER_PRESENT, write_app_store, write_evaluation
 
 from seviz.analysis import ALL_CLASSES, compute_statistics
 from seviz.app.launcher import (
@@ -280,7 +282,7 @@ def test_distributions_classes_channels_and_sorting(
     mean_all = stats_a.block("SE_4_6").all.mean
     expected = sorted([0, 1, 2, 3, 10], key=lambda c: -mean_all[c])
     assert list(data[data["class"] == "pug"]["channel"]) == expected
-    assert "sorted by mean over all classes" in _spec(chart)["layer"][0]["encoding"]["x"]["title"]
+    assert "ranked by mean over all classes" in _spec(chart)["layer"][0]["encoding"]["x"]["title"]
 
     at.radio(key="dist_view").set_value("Figure 7: mean ± std").run()
     data = _chart_data(_charts(at)[0])
@@ -520,3 +522,191 @@ def test_markdown_download_is_readable_text(
     text = _download(at, keep_downloads, "download_md")
     assert text.startswith("# SE block recommendation: planted_senet")
     assert f"| {IDENTITY} | `layer4.1.se` | **identity** |" in text
+
+
+# ---------------------------------------------------------------- verification
+
+
+@pytest.fixture
+def evaluated_root(tmp_path: Path) -> Path:
+    """A store whose default verdicts edit SE_3_4 and SE_5_2, with a report of those edits beside it."""
+    write_app_store(tmp_path / "a.h5")
+    write_evaluation(tmp_path / "evaluation.json")
+    other = json.loads((tmp_path / "evaluation.json").read_text())
+    other["edits"] = other["edits"][1:]  # only SE_5_2 removed: another experiment
+    other["per_block"] = None
+    (tmp_path / "stage5.json").write_text(json.dumps(other))
+    (tmp_path / "notes.json").write_text('{"not": "an evaluation"}')
+    return tmp_path
+
+
+def test_pruning_shows_what_the_evaluation_of_these_edits_measured(
+    evaluated_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _app(evaluated_root, monkeypatch, "a.h5", page="Pruning")
+    # The edits of the current verdicts, and the report that measured exactly them chosen first.
+    edits = next(d.value for d in at.dataframe if "edit" in d.value.columns)
+    assert dict(zip(edits["block"], edits["verdict"], strict=True)) == {
+        CONSTANT: "constant",
+        IDENTITY: "identity",
+    }
+    assert at.selectbox(key="eval_file").options == [
+        "evaluation.json (these edits)",
+        "stage5.json (other edits)",
+    ]
+    assert "exactly the edits of these verdicts" in at.success[0].value
+    metrics = {m.label: (m.value, m.proto.delta) for m in at.metric}
+    assert metrics["top-1 (edited)"] == ("79.00%", "-1.00 pt vs 80.00%")
+    assert metrics["top-5 (edited)"][0] == "95.00%"
+    assert metrics["top-1 agreement"][0] == "97.00%" and metrics["mean KL"][0] == "0.0123"
+    assert metrics["params"] == ("8,880", "-11.20% vs 10,000")
+    assert metrics["FLOPs / image"] == ("1,994,000", "-0.30% vs 2,000,000")
+    # Per-block deltas, in points, beside each block's current verdict.
+    (chart,) = _charts(at)
+    deltas = _chart_data(chart, "delta").set_index("block")
+    assert deltas.loc["SE_4_6", "delta"] == pytest.approx(-12.0)
+    assert deltas.loc[IDENTITY, "verdict"] == "identity" and deltas.loc["SE_4_6", "verdict"] == "keep"
+    # Another report says it measured other edits.
+    at.selectbox(key="eval_file").set_value("stage5.json").run()
+    assert "other edits than these verdicts make: SE_5_2 (identity)" in at.warning[0].value
+    assert not _charts(at)
+    # With looser thresholds the verdicts edit more blocks, so no report matches any more.
+    at.number_input(key="th_dependence").set_value(1.0).run()
+    assert at.selectbox(key="eval_file").options == [
+        "evaluation.json (other edits)",
+        "stage5.json (other edits)",
+    ]
+    assert not at.exception
+
+
+def test_pruning_without_an_evaluation_says_how_to_make_one(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _app(root, monkeypatch, "a.h5", page="Pruning")
+    assert any("No evaluation beside a.h5 yet" in i.value and "seviz evaluate" in i.value for i in at.info)
+
+
+@pytest.fixture(scope="module")
+def tiny_recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A store of the shipped demo model on two sample images of two classes, and their folder."""
+    from seviz.models.demo_network import sample_dir
+    from seviz.recording import record
+
+    folder = tmp_path_factory.mktemp("tiny")
+    images = folder / "images"
+    for name in ("cat", "dog"):
+        (images / name).mkdir(parents=True)
+        for source in sorted((sample_dir() / name).glob("*.jpg"))[:2]:
+            (images / name / source.name).write_bytes(source.read_bytes())
+    store = folder / "stores" / "tiny.h5"
+    store.parent.mkdir()
+    record("se_resnet50_cifar10", images, store, batch_size=4, workers=0, progress=False)
+    return store, images
+
+
+def test_the_evaluate_button_runs_the_librarys_evaluation_in_the_background(
+    tiny_recorded: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import time
+
+    from seviz.cli import main as cli
+    from seviz.pruning import read_evaluation
+
+    store, images = tiny_recorded
+    at = _app(store.parent, monkeypatch, "tiny.h5", page="Pruning")
+    # The image folder defaults to the one the store's images came from.
+    assert Path(at.text_input(key="eval_data").value) == images.resolve()
+    at.number_input(key="eval_per_class").set_value(1)
+    at.button(key="eval_start").click().run()
+    assert not at.exception
+    deadline = time.monotonic() + 300
+    while not any("Wrote" in s.value for s in at.success) and time.monotonic() < deadline:
+        assert not at.error, at.error[0].value
+        time.sleep(0.5)
+        at.run()
+    assert any("Wrote" in s.value for s in at.success), "the evaluation did not finish"
+    (written,) = store.parent.glob("tiny.evaluation-*.json")
+    report = read_evaluation(written)
+    rec = recommend(store)
+    assert report.edited_blocks == {b.name: b.verdict for b in rec.blocks if b.verdict != "keep"}
+    assert report.images == 2 and report.per_block is not None and len(report.per_block) == 16
+    # The page now shows that report, as measured for exactly these edits.
+    assert at.selectbox(key="eval_file").value == written.name
+    assert any("exactly the edits of these verdicts" in s.value for s in at.success)
+    # The same JSON as `seviz evaluate --json` on the same edits and images (latency aside).
+    (tmp_path / "rec.json").write_text(rec.to_json())
+    out = tmp_path / "cli.json"
+    argv = ["evaluate", "--model", "se_resnet50_cifar10", "--weights", "pretrained", "--recommendation"]
+    argv += [str(tmp_path / "rec.json"), "--data", str(images), "--images-per-class", "1", "--per-block"]
+    assert cli([*argv, "--json", str(out), "--no-progress"]) == 0
+    ours, theirs = json.loads(written.read_text()), json.loads(out.read_text())
+    for data in (ours, theirs):
+        del data["latency"]
+        data["original"].pop("latency_ms")
+        data["edited"].pop("latency_ms")
+    assert ours == theirs
+
+
+# ---------------------------------------------------------------- channel explorer
+
+PLANTED_HIGH, PLANTED_LOW, PLANTED_CHANNEL = 57, 123, 5
+
+
+@pytest.fixture(scope="module")
+def explorer_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("explorer")
+    write_app_store(
+        folder / "a.h5", images=True, planted=("SE_2_3", PLANTED_CHANNEL, PLANTED_HIGH, PLANTED_LOW)
+    )
+    (folder / f"img{PLANTED_LOW}.png").unlink()  # the lowest one's file is gone
+    return folder
+
+
+def test_channel_explorer_shows_the_planted_top_and_bottom_images(
+    explorer_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _app(explorer_root, monkeypatch, "a.h5", page="Channel explorer")
+    assert at.selectbox(key="chan_block").value == IDENTITY  # the deepest paper block
+    at.selectbox(key="chan_block").set_value("SE_2_3").run()
+    at.number_input(key="chan_channel_SE_2_3").set_value(PLANTED_CHANNEL).run()
+    table = at.dataframe[0].value
+    with open_store(explorer_root / "a.h5") as store:
+        classes, gates = store.class_names, store.gates("SE_2_3")[:, PLANTED_CHANNEL]
+    top = table[table["side"] == "highest"].iloc[0]
+    bottom = table[table["side"] == "lowest"].iloc[0]
+    assert (top["sample"], top["gate"], top["class"]) == (PLANTED_HIGH, 1.0, classes[PLANTED_HIGH])
+    assert (bottom["sample"], bottom["gate"]) == (PLANTED_LOW, 0.0)
+    highest = table[table["side"] == "highest"]
+    assert list(highest["sample"]) == list(np.argsort(-gates, kind="stable")[:8])
+    # Thumbnails from the stored paths; the one whose file is gone is shown as missing.
+    assert top["found"] and not bottom["found"] and top["path"] == f"img{PLANTED_HIGH}.png"
+    shown = [caption for image in at.get("image") for caption in image.captions]
+    assert len(shown) == 15  # 8 highest, 8 lowest, one of them missing
+    assert shown[0] == f"{classes[PLANTED_HIGH]} · 1.0000 · #{PLANTED_HIGH}"
+    captions = [c.value for c in at.caption]
+    assert any(f"#{PLANTED_LOW}" in c and f"missing: img{PLANTED_LOW}.png" in c for c in captions)
+    assert "1 of the images are not where the store says" in at.warning[0].value
+
+
+def test_channel_explorer_per_class_distribution(
+    explorer_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _app(explorer_root, monkeypatch, "a.h5", page="Channel explorer")
+    at.selectbox(key="chan_block").set_value("SE_4_6").run()
+    at.number_input(key="chan_channel_SE_4_6").set_value(3).run()
+    block = compute_statistics(explorer_root / "a.h5").block("SE_4_6")
+    means = {name: block.class_stats(name).mean[3] for name in CLASSES}
+    # The classes that excite the channel most come first, then all classes, as boxes of its quantiles.
+    (chart,) = _charts(at)
+    data = _chart_data(chart)
+    assert list(data["class"]) == [*sorted(CLASSES, key=lambda c: -means[c]), ALL_CLASSES]
+    rows = data.set_index("class")
+    for name in CLASSES:
+        np.testing.assert_allclose(rows.loc[name, "mean"], means[name])
+        np.testing.assert_allclose(
+            rows.loc[name, ["q05", "q25", "q50", "q75", "q95"]].to_numpy(dtype=float),
+            block.class_stats(name).quantiles[:, 3],
+            atol=1e-6,
+        )
+    at.multiselect(key="chan_classes_SE_4_6_3").set_value(["pug"]).run()
+    assert list(_chart_data(_charts(at)[0])["class"]) == ["pug", ALL_CLASSES]

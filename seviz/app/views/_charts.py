@@ -1,8 +1,13 @@
-"""Interactive Altair charts drawn from :mod:`seviz.analysis.compute` results.
+"""Interactive Altair charts drawn from :mod:`seviz.analysis` results, legible at any store size.
 
 Only reshaping happens here (arrays into long tables for Vega-Lite); every
-number comes from a :class:`~seviz.stats.BlockStatistics`. Hovering a line
-shows the channel, the class and the value.
+number comes from the statistics. Every chart has a fixed plot height (axes,
+title and legend come on top of it, so a legend never squeezes the plot),
+fits the page's width (``fit-x``: nothing runs past the right edge), puts its
+legend outside the plot, and fits its y axis to the values drawn unless the
+[0, 1] range of a gate or a share is the reference that helps. Small multiples
+are laid out by the page in Streamlit columns, which wrap with the page,
+rather than as Vega-Lite facets, which do not.
 """
 
 from __future__ import annotations
@@ -15,9 +20,13 @@ import pandas as pd
 
 from seviz.analysis import ALL_CLASSES, BlockStatistics
 
-_HEIGHT = 260
+PLOT_HEIGHT = 300  # px of the plot area of a full-width chart
+SMALL_HEIGHT = 220  # px of the plot area of a small multiple
+_FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
 _PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d", "#eeca3b")
 _ALL_COLOUR = "#222222"  # "all classes" is the reference line, drawn dark as in the paper
+_LEGEND_ROWS = 14  # entries a legend at the right holds before it moves below the plot
+_PAD = 0.06  # share of the fitted y range added above and below
 
 
 def class_colours(classes: Sequence[str]) -> alt.Scale:
@@ -32,61 +41,53 @@ def class_colours(classes: Sequence[str]) -> alt.Scale:
     return alt.Scale(domain=list(classes), range=colours)
 
 
-def _position_title(sorted_by: str | None) -> str:
-    return "channel" if not sorted_by else f"channel rank (sorted by {sorted_by})"
+def legend(entries: int, title: str | None = "class") -> alt.Legend:
+    """A legend beside the plot, or below it in columns when it has many entries."""
+    if entries <= _LEGEND_ROWS:
+        return alt.Legend(title=title, orient="right", labelLimit=220)
+    return alt.Legend(title=title, orient="bottom", columns=4, labelLimit=220)
 
 
-def _hover_lines(
-    data: pd.DataFrame, y: str, y_title: str, x_title: str, title: str, extra: Sequence[str] = ()
-):
-    """Lines per class; the pointer picks the nearest channel and a tooltip lists every class's value there.
+def fitted_scale(values: np.ndarray | Sequence[float], full: bool = False, zero: bool = False) -> alt.Scale:
+    """A y scale over the values drawn (padded), or [0, 1] (widened to the values) when ``full``.
 
-    The hover layer has one invisible rule per channel (not one point per channel
-    and class): with thousands of channels that keeps the browser's nearest-point
-    search and redraws cheap, which is what makes a control change feel quick.
+    ``zero`` keeps 0 inside the fitted range, unpadded (bars and deltas start from it).
     """
-    classes = list(dict.fromkeys(data["class"]))
-    colours = class_colours(classes)
-    x = alt.X("position:Q", title=x_title, scale=alt.Scale(nice=False))
-    lines = (
-        alt.Chart(data)
-        .mark_line(strokeWidth=1.2)
-        .encode(
-            x=x,
-            y=alt.Y(f"{y}:Q", title=y_title),
-            color=alt.Color("class:N", title="class", sort=classes, scale=colours),
-        )
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if full:
+        return alt.Scale(domain=[min(0.0, low), max(1.0, high)], nice=False, zero=False)
+    if zero:
+        low, high = min(low, 0.0), max(high, 0.0)
+    span = high - low
+    pad = _PAD * span if span > 0 else max(abs(high) * 0.05, 1e-3)
+    bottom = 0.0 if zero and low == 0.0 else low - pad
+    top = 0.0 if zero and high == 0.0 else high + pad
+    return alt.Scale(domain=[bottom, top], nice=False, zero=False)
+
+
+def finish(chart: alt.TopLevelMixin, title: str, height: int = PLOT_HEIGHT) -> alt.TopLevelMixin:
+    """The chart with its title, a fixed plot height and a width that fits the page."""
+    return chart.properties(title=title, height=height, autosize=_FIT_WIDTH)
+
+
+def _position_axis(sorted_by: str | None, shown: int, total: int) -> alt.X:
+    """The x encoding of a per-channel chart: positions 0 .. shown - 1, whole numbers only."""
+    return alt.X(
+        "position:Q",
+        title=_position_title(sorted_by, shown, total),
+        scale=alt.Scale(nice=False),
+        axis=alt.Axis(tickMinStep=1, format="d"),
     )
-    # One row per channel, one column per class (positional names: class names may hold
-    # characters that Vega reads as field paths).
-    fields = {name: f"c{i}" for i, name in enumerate(classes)}
-    wide = data.pivot(index=["position", "channel"], columns="class", values=[y, *extra])
-    table = pd.DataFrame(
-        {"position": wide.index.get_level_values(0), "channel": wide.index.get_level_values(1)}
-    )
-    tooltip = [alt.Tooltip("channel:Q", title="channel")]
-    for name in classes:
-        table[fields[name]] = wide[(y, name)].to_numpy()
-        tooltip.append(alt.Tooltip(f"{fields[name]}:Q", title=f"{name}: {y_title}", format=".4f"))
-        for column in extra:
-            table[f"{fields[name]}_{column}"] = wide[(column, name)].to_numpy()
-            tooltip.append(alt.Tooltip(f"{fields[name]}_{column}:Q", title=f"{name}: {column}", format=".4f"))
-    nearest = alt.selection_point(
-        nearest=True, on="pointerover", fields=["position"], empty=False, clear="pointerout"
-    )
-    rules = (
-        alt.Chart(table)
-        .mark_rule(color="gray", strokeDash=[3, 3])
-        .encode(x=x, opacity=alt.condition(nearest, alt.value(0.8), alt.value(0.0)), tooltip=tooltip)
-        .add_params(nearest)
-    )
-    points = (
-        alt.Chart(data)
-        .mark_point(filled=True, size=40)
-        .encode(x=x, y=f"{y}:Q", color=alt.Color("class:N", sort=classes, scale=colours))
-        .transform_filter(nearest)
-    )
-    return (lines + rules + points).properties(title=title, height=_HEIGHT)
+
+
+def _position_title(sorted_by: str | None, shown: int, total: int) -> str:
+    which = "channel" if shown == total else f"channel ({shown} of {total}; hover for its index)"
+    return which if not sorted_by else f"{which}, ranked by {sorted_by}"
+
+
+# ---------------------------------------------------------------- distributions
 
 
 def _per_class_table(
@@ -102,62 +103,116 @@ def _per_class_table(
     return pd.concat(frames, ignore_index=True)
 
 
-def figure6(stats: BlockStatistics, classes: Sequence[str], order: np.ndarray, sorted_by: str | None = None):
-    """The paper's Figure 6 for one block: mean excitation per channel, one line per class."""
-    data = _per_class_table(stats, classes, order, ["mean"])
-    return _hover_lines(
-        data,
-        "mean",
-        "mean excitation",
-        _position_title(sorted_by),
-        f"{stats.name}: mean excitation per class",
-    )
+def figure6(
+    stats: BlockStatistics,
+    classes: Sequence[str],
+    order: np.ndarray,
+    sorted_by: str | None = None,
+    full_range: bool = False,
+):
+    """The paper's Figure 6 for one block: mean excitation per channel, one line per class.
 
-
-def figure7(stats: BlockStatistics, classes: Sequence[str], order: np.ndarray, sorted_by: str | None = None):
-    """The paper's Figure 7 for one block: per class, the mean per channel in a band of ±1 std.
-
-    One panel per class (bands of several classes on one axis hide each other);
-    hovering a channel marks it in every panel and shows channel, class, mean and std.
+    The pointer picks the nearest channel and a tooltip lists every class's value
+    there. The hover layer has one invisible rule per channel (not one point per
+    channel and class), which keeps the browser's nearest-point search cheap.
     """
-    data = _per_class_table(stats, classes, order, ["mean", "std"])
-    data["low"] = data["mean"] - data["std"]
-    data["high"] = data["mean"] + data["std"]
+    data = _per_class_table(stats, classes, order, ["mean"])
     names = list(dict.fromkeys(data["class"]))
-    colour = alt.Color("class:N", sort=names, scale=class_colours(names), legend=None)
-    x = alt.X("position:Q", title=_position_title(sorted_by), scale=alt.Scale(nice=False))
+    colours = class_colours(names)
+    x = _position_axis(sorted_by, len(order), stats.channels)
+    y = alt.Y("mean:Q", title="mean excitation", scale=fitted_scale(data["mean"], full_range))
+    lines = (
+        alt.Chart(data)
+        .mark_line(strokeWidth=1.3)
+        .encode(x=x, y=y, color=alt.Color("class:N", sort=names, scale=colours, legend=legend(len(names))))
+    )
+    # One row per channel, one column per class (positional names: class names may hold
+    # characters that Vega reads as field paths).
+    fields = {name: f"c{i}" for i, name in enumerate(names)}
+    wide = data.pivot(index=["position", "channel"], columns="class", values="mean")
+    table = pd.DataFrame(
+        {"position": wide.index.get_level_values(0), "channel": wide.index.get_level_values(1)}
+    )
+    tooltip = [alt.Tooltip("channel:Q", title="channel")]
+    for name in names:
+        table[fields[name]] = wide[name].to_numpy()
+        tooltip.append(alt.Tooltip(f"{fields[name]}:Q", title=f"{name}: mean excitation", format=".4f"))
     nearest = alt.selection_point(
         nearest=True, on="pointerover", fields=["position"], empty=False, clear="pointerout"
     )
-    base = alt.Chart().encode(x=x)
-    band = base.mark_area(opacity=0.3).encode(
-        y=alt.Y("low:Q", title="excitation (mean ± std)"), y2="high:Q", color=colour
+    rules = (
+        alt.Chart(table)
+        .mark_rule(color="gray", strokeDash=[3, 3])
+        .encode(x=x, opacity=alt.condition(nearest, alt.value(0.8), alt.value(0.0)), tooltip=tooltip)
+        .add_params(nearest)
     )
-    line = base.mark_line(strokeWidth=1).encode(y="mean:Q", color=colour)
+    points = (
+        alt.Chart(data)
+        .mark_point(filled=True, size=40)
+        .encode(x=x, y=y, color=alt.Color("class:N", sort=names, scale=colours, legend=None))
+        .transform_filter(nearest)
+    )
+    return finish(alt.layer(lines, rules, points), f"{stats.name}: mean excitation per class")
+
+
+def figure7(
+    stats: BlockStatistics,
+    class_name: str,
+    order: np.ndarray,
+    sorted_by: str | None = None,
+    full_range: bool = False,
+):
+    """The paper's Figure 7 for one block and class: the mean per channel in a band of ±1 std.
+
+    The mean over all classes is drawn as a dashed reference; hovering a channel
+    shows its index, the class's mean and std and the all-classes mean.
+    """
+    cs, everything = stats.class_stats(class_name), stats.all
+    data = pd.DataFrame(
+        {
+            "position": np.arange(len(order)),
+            "channel": order,
+            "class": class_name,
+            "mean": cs.mean[order],
+            "std": cs.std[order],
+            "all": everything.mean[order],
+        }
+    )
+    data["low"], data["high"] = data["mean"] - data["std"], data["mean"] + data["std"]
+    colour = _ALL_COLOUR if class_name == ALL_CLASSES else _PALETTE[0]
+    scale = fitted_scale(np.r_[data["low"], data["high"], data["all"]], full_range)
+    x = _position_axis(sorted_by, len(order), stats.channels)
+    base = alt.Chart(data).encode(x=x)
+    band = base.mark_area(opacity=0.3, color=colour).encode(
+        y=alt.Y("low:Q", title="excitation (mean ± std)", scale=scale), y2="high:Q"
+    )
+    line = base.mark_line(strokeWidth=1.3, color=colour).encode(y=alt.Y("mean:Q", scale=scale))
+    reference = base.mark_line(strokeWidth=1, strokeDash=[4, 3], color=_ALL_COLOUR).encode(
+        y=alt.Y("all:Q", scale=scale)
+    )
+    nearest = alt.selection_point(
+        nearest=True, on="pointerover", fields=["position"], empty=False, clear="pointerout"
+    )
     hover = (
-        base.mark_point(filled=True, size=30)
+        base.mark_point(filled=True, size=36, color=colour)
         .encode(
-            y="mean:Q",
-            color=colour,
+            y=alt.Y("mean:Q", scale=scale),
             opacity=alt.condition(nearest, alt.value(1.0), alt.value(0.0)),
             tooltip=[
                 alt.Tooltip("channel:Q"),
                 alt.Tooltip("class:N"),
                 alt.Tooltip("mean:Q", title="mean excitation", format=".4f"),
                 alt.Tooltip("std:Q", format=".4f"),
+                alt.Tooltip("all:Q", title=f"mean ({ALL_CLASSES})", format=".4f"),
             ],
         )
         .add_params(nearest)
     )
-    return (
-        alt.layer(band, line, hover, data=data)
-        .properties(width=250, height=160)
-        .facet(facet=alt.Facet("class:N", sort=names, title=None), columns=3)
-        .properties(title=f"{stats.name}: mean ± std per class")
-    )
+    title = f"{stats.name}: {class_name} ({cs.count:,} images), mean ± std; dashed: {ALL_CLASSES}"
+    return finish(alt.layer(band, line, reference, hover), title)
 
 
-def _class_histograms(stats: BlockStatistics, classes: Sequence[str], channels: np.ndarray) -> pd.DataFrame:
+def class_histograms(stats: BlockStatistics, classes: Sequence[str], channels: np.ndarray) -> pd.DataFrame:
     """Histogram counts of the chosen channels pooled, as a share of each class's gates."""
     frames = []
     for name in classes:
@@ -176,69 +231,257 @@ def _class_histograms(stats: BlockStatistics, classes: Sequence[str], channels: 
 
 
 def histograms(stats: BlockStatistics, classes: Sequence[str], channels: np.ndarray):
-    """Histograms of the gates per class (chosen channels pooled), one panel per class."""
-    data = _class_histograms(stats, classes, channels)
-    return (
+    """The distribution of the gates per class (chosen channels pooled), one step line per class."""
+    data = class_histograms(stats, classes, channels)
+    names = list(classes)
+    return finish(
         alt.Chart(data)
-        .mark_bar()
+        .mark_line(interpolate="step", strokeWidth=1.5, point=alt.OverlayMarkDef(size=14))
         .encode(
-            x=alt.X("low:Q", bin="binned", title="excitation"),
-            x2="high:Q",
-            y=alt.Y("share:Q", title="share of gates"),
-            color=alt.Color("class:N", sort=list(classes), scale=class_colours(classes), legend=None),
+            x=alt.X("centre:Q", title="excitation (bin centre)", scale=alt.Scale(domain=[0, 1], nice=False)),
+            y=alt.Y(
+                "share:Q",
+                title="share of the class's gates",
+                axis=alt.Axis(format="%"),
+                scale=fitted_scale(data["share"], zero=True),
+            ),
+            color=alt.Color("class:N", sort=names, scale=class_colours(names), legend=legend(len(names))),
             tooltip=[
                 "class:N",
-                alt.Tooltip("centre:Q", title="excitation", format=".3f"),
-                alt.Tooltip("share:Q", format=".3%"),
+                alt.Tooltip("low:Q", title="from", format=".3f"),
+                alt.Tooltip("high:Q", title="to", format=".3f"),
+                alt.Tooltip("share:Q", format=".2%"),
                 alt.Tooltip("count:Q", format=",.0f"),
             ],
-        )
-        .properties(width=180, height=150)
-        .facet(column=alt.Column("class:N", sort=list(classes), title=None))
-        .properties(title=f"{stats.name}: histogram per class")
+        ),
+        f"{stats.name}: histogram per class ({len(channels)} channels pooled)",
     )
 
 
-def violins(stats: BlockStatistics, classes: Sequence[str], channels: np.ndarray):
-    """Violins per class drawn from the histogram counts (chosen channels pooled)."""
-    data = _class_histograms(stats, classes, channels)
-    data["left"] = -data["share"]
-    return (
-        alt.Chart(data)
-        .mark_area(orient="horizontal", interpolate="step")
+def violins(stats: BlockStatistics, classes: Sequence[str], channels: np.ndarray, full_range: bool = False):
+    """Violins per class side by side (one view, no facets), one rectangle per histogram bin.
+
+    Each bin of a class's histogram is a rectangle centred on the class, as wide
+    as its share of the gates (the widest bin of the chart spans 0.9 of a slot).
+    """
+    data = class_histograms(stats, classes, channels)
+    names = list(classes)
+    slot = {name: i for i, name in enumerate(names)}
+    widest = max(float(data["share"].max()), 1e-12)
+    data["slot"] = data["class"].map(slot).astype(float)
+    data["left"] = data["slot"] - 0.45 * data["share"] / widest
+    data["right"] = data["slot"] + 0.45 * data["share"] / widest
+    drawn = data[data["share"] > 0]
+    labels = "[" + ", ".join(_js_string(n) for n in names) + "]"
+    x_axis = alt.Axis(
+        values=list(range(len(names))),
+        labelExpr=f"{labels}[datum.value] || ''",
+        labelAngle=-30 if len(names) > 6 else 0,
+        labelLimit=160,
+        grid=False,
+        title="class",
+    )
+    scale = fitted_scale(np.r_[drawn["low"], drawn["high"]], full_range)
+    return finish(
+        alt.Chart(drawn)
+        .mark_rect(opacity=0.85)
         .encode(
-            y=alt.Y("centre:Q", title="excitation", scale=alt.Scale(domain=[0, 1])),
-            x=alt.X("left:Q", title=None, axis=None),
-            x2="share:Q",
-            color=alt.Color("class:N", sort=list(classes), scale=class_colours(classes), legend=None),
+            y=alt.Y("low:Q", title="excitation", scale=scale),
+            y2="high:Q",
+            x=alt.X("left:Q", axis=x_axis, scale=alt.Scale(domain=[-0.6, len(names) - 0.4], nice=False)),
+            x2="right:Q",
+            color=alt.Color("class:N", sort=names, scale=class_colours(names), legend=None),
             tooltip=[
                 "class:N",
-                alt.Tooltip("centre:Q", title="excitation", format=".3f"),
-                alt.Tooltip("share:Q", format=".3%"),
+                alt.Tooltip("low:Q", title="from", format=".3f"),
+                alt.Tooltip("high:Q", title="to", format=".3f"),
+                alt.Tooltip("share:Q", format=".2%"),
             ],
-        )
-        .properties(width=110, height=220)
-        .facet(column=alt.Column("class:N", sort=list(classes), title=None))
-        .properties(title=f"{stats.name}: distribution per class")
+        ),
+        f"{stats.name}: distribution per class ({len(channels)} channels pooled)",
     )
+
+
+def _js_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# ---------------------------------------------------------------- depth, verdicts, comparisons
 
 
 def per_block(data: pd.DataFrame, columns: Sequence[tuple[str, str]], title: str, y_title: str):
-    """Lines over depth (blocks in depth order) of a few per-block scores, with tooltips."""
+    """Scores per block over depth (blocks in depth order), stage boundaries marked; y over [0, 1].
+
+    ``data`` has ``block`` and ``stage`` columns and one column per score in ``columns``
+    (column, label). Dashed vertical rules separate the stages; each stage is named at the top.
+    """
+    blocks = list(data["block"])
+    labels = "[" + ", ".join(_js_string(b) for b in blocks) + "]"
     long = data.melt(
-        id_vars=["block"], value_vars=[c for c, _ in columns], var_name="score", value_name="value"
+        id_vars=["block", "stage"], value_vars=[c for c, _ in columns], var_name="score", value_name="value"
     )
     names = dict(columns)
     long["score"] = long["score"].map(names)
-    order = list(data["block"])
-    return (
-        alt.Chart(long)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("block:N", sort=order, title="SE block (depth order)"),
-            y=alt.Y("value:Q", title=y_title),
-            color=alt.Color("score:N", title=None, legend=alt.Legend(orient="bottom", columns=1)),
-            tooltip=["block:N", "score:N", alt.Tooltip("value:Q", format=".4f")],
-        )
-        .properties(title=title, height=_HEIGHT)
+    long["depth"] = long["block"].map({b: i for i, b in enumerate(blocks)})
+    order = [label for _, label in columns]
+    depth_scale = alt.Scale(domain=[-0.5, len(blocks) - 0.5], nice=False, zero=False)
+    x = alt.X(
+        "depth:Q",
+        title="SE block (depth order)",
+        scale=depth_scale,
+        axis=alt.Axis(
+            values=list(range(len(blocks))),
+            labelExpr=f"{labels}[datum.value] || ''",
+            labelAngle=-45 if len(blocks) > 8 else 0,
+            grid=False,
+        ),
     )
+    y = alt.Y("value:Q", title=y_title, scale=fitted_scale(long["value"], full=True))
+    lines = (
+        alt.Chart(long)
+        .mark_line(point=alt.OverlayMarkDef(size=45, filled=True), strokeWidth=2)
+        .encode(
+            x=x,
+            y=y,
+            color=alt.Color(
+                "score:N",
+                sort=order,
+                legend=alt.Legend(
+                    title=None, orient="top", direction="horizontal", labelLimit=320, offset=22
+                ),
+            ),
+            tooltip=["block:N", "stage:Q", "score:N", alt.Tooltip("value:Q", format=".4f")],
+        )
+    )
+    stages = (
+        data.assign(depth=range(len(blocks)))
+        .groupby("stage", sort=False)["depth"]
+        .agg(["min", "max"])
+        .reset_index()
+    )
+    stages["centre"] = (stages["min"] + stages["max"]) / 2
+    stages["boundary"] = stages["min"] - 0.5
+    stages["label"] = stages["stage"].map(lambda s: f"stage {s}")
+    rules = (
+        alt.Chart(stages.iloc[1:])
+        .mark_rule(color="#999999", strokeDash=[5, 4])
+        .encode(x=alt.X("boundary:Q", scale=depth_scale))
+    )
+    names_layer = (
+        alt.Chart(stages)
+        .mark_text(baseline="bottom", dy=-4, color="#666666", fontSize=12)
+        .encode(x=alt.X("centre:Q", scale=depth_scale), y=alt.value(0), text="label:N")
+    )
+    return finish(alt.layer(rules, names_layer, lines), title)
+
+
+def bars(
+    data: pd.DataFrame, category: str, value: str, title: str, value_title: str, colour: str, tooltip: list
+):
+    """Horizontal bars, one per row of ``data`` in its order, each label readable (>= 20 px a bar)."""
+    rows = len(data)
+    return finish(
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            y=alt.Y(
+                f"{category}:N", sort=None, title=category, axis=alt.Axis(labelOverlap=False, labelLimit=200)
+            ),
+            x=alt.X(f"{value}:Q", title=value_title, scale=fitted_scale(data[value], zero=True)),
+            color=alt.value(colour),
+            tooltip=tooltip,
+        ),
+        title,
+        height=max(SMALL_HEIGHT, 20 * rows),
+    )
+
+
+def colour_of(index: int) -> str:
+    """The palette's ``index``-th colour (the same one :func:`class_colours` gives that class)."""
+    return _PALETTE[index % len(_PALETTE)]
+
+
+def verdict_deltas(data: pd.DataFrame, title: str):
+    """Accuracy change of removing each block alone (points of top-1), blocks in depth order, by verdict."""
+    order = list(data["block"])
+    return finish(
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X(
+                "block:N",
+                sort=order,
+                title="SE block (depth order)",
+                axis=alt.Axis(labelAngle=-45, labelOverlap=False),
+            ),
+            y=alt.Y(
+                "delta:Q",
+                title="top-1 change when removed alone (points)",
+                scale=fitted_scale(data["delta"], zero=True),
+            ),
+            color=alt.Color(
+                "verdict:N",
+                scale=alt.Scale(
+                    domain=["identity", "constant", "keep"], range=["#e45756", "#eeca3b", "#4c78a8"]
+                ),
+                legend=alt.Legend(title="verdict", orient="top", direction="horizontal"),
+            ),
+            tooltip=[
+                "block:N",
+                "verdict:N",
+                alt.Tooltip("delta:Q", title="top-1 change (points)", format="+.2f"),
+                alt.Tooltip("agreement:Q", format=".2%"),
+                alt.Tooltip("kl:Q", format=".4g"),
+            ],
+        ),
+        title,
+    )
+
+
+def overlay(data: pd.DataFrame, block: str):
+    """Two stores' mean excitation over all classes for one block (Compare)."""
+    return finish(
+        alt.Chart(data)
+        .mark_line(strokeWidth=1.3, point=alt.OverlayMarkDef(size=12, opacity=0.4))
+        .encode(
+            x=alt.X("channel:Q", scale=alt.Scale(nice=False)),
+            y=alt.Y("mean:Q", title=f"mean excitation ({ALL_CLASSES})", scale=fitted_scale(data["mean"])),
+            color=alt.Color(
+                "store:N",
+                legend=alt.Legend(title="store", orient="top", direction="horizontal", labelLimit=400),
+            ),
+            tooltip=[
+                "store:N",
+                "channel:Q",
+                alt.Tooltip("mean:Q", format=".4f"),
+                alt.Tooltip("std:Q", format=".4f"),
+            ],
+        ),
+        f"{block}: mean excitation over all classes",
+    )
+
+
+def class_boxes(data: pd.DataFrame, title: str, full_range: bool = False):
+    """One channel's distribution per class as boxes: 25-75% box, 5-95% whiskers, median tick.
+
+    ``data`` has ``class``, ``q05``, ``q25``, ``q50``, ``q75``, ``q95``, ``mean`` and
+    ``count``, one row per class in display order.
+    """
+    order = list(data["class"])
+    scale = fitted_scale(np.r_[data["q05"], data["q95"]], full_range)
+    x = alt.X(
+        "class:N",
+        sort=order,
+        title="class",
+        axis=alt.Axis(labelAngle=-40 if len(order) > 8 else 0, labelOverlap=False, labelLimit=160),
+    )
+    tooltip: list[str | alt.Tooltip] = ["class:N", alt.Tooltip("count:Q", format=",")]
+    tooltip += [alt.Tooltip(f"{c}:Q", format=".4f") for c in ("mean", "q05", "q25", "q50", "q75", "q95")]
+    colour = alt.Color("class:N", sort=order, scale=class_colours(order), legend=None)
+    base = alt.Chart(data).encode(x=x, tooltip=tooltip)
+    whiskers = base.mark_rule(color="#555555").encode(
+        y=alt.Y("q05:Q", title="excitation", scale=scale), y2="q95:Q"
+    )
+    box = base.mark_bar(size=18, opacity=0.85).encode(y=alt.Y("q25:Q", scale=scale), y2="q75:Q", color=colour)
+    median = base.mark_tick(color="white", thickness=2, size=18).encode(y=alt.Y("q50:Q", scale=scale))
+    return finish(alt.layer(whiskers, box, median), title)

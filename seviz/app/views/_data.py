@@ -1,9 +1,11 @@
-"""Cached access to stores and their statistics, and the page's error messages.
+"""Cached access to stores, their statistics and images, and the page's error messages.
 
-Everything is keyed by (path, modification time, size): a store that is
-rewritten is read again, and a control change never re-reads samples. The
-cached objects are read-only and shared by all browser sessions
-(``st.cache_resource``: no copy per rerun, which matters for large stores).
+Statistics come from :func:`seviz.analysis.cached_statistics`: computed once
+per store version and settings and saved beside the store, so a new browser
+session or a restarted app reads them back instead of computing them. In this
+process they are also kept (``st.cache_resource``, shared by every session and
+never copied per rerun), keyed by (path, modification time, size), so a
+control change never reads samples again and a rewritten store is read anew.
 """
 
 from __future__ import annotations
@@ -14,10 +16,28 @@ from typing import Any
 
 import streamlit as st
 
-from seviz.analysis import StatsSettings, StoreStatistics, compute_statistics
+from seviz.analysis import ChannelExtremes, StoreStatistics, cached_channel_extremes, cached_statistics
+from seviz.pruning import Thresholds, needed_statistics
 from seviz.store import Store, StoreError, open_store
 
 _ENTRIES = 8
+_THUMBNAIL = 160  # px, the longer side of a thumbnail
+# The store attributes the app shows as its provenance, in this order (read by `provenance`).
+_PROVENANCE = (
+    "model",
+    "model_spec",
+    "weights_source",
+    "weights_sha256",
+    "precision",
+    "dtype",
+    "created",
+    "finished",
+    "command",
+    "seviz_version",
+    "torch_version",
+    "timm_version",
+    "h5py_version",
+)
 
 
 class PageError(Exception):
@@ -37,20 +57,23 @@ def _open(path: str, mtime_ns: int, size: int) -> Store:
     return open_store(path, warn_incomplete=False)
 
 
-# Full statistics hold per-class histograms: a 1000-class store takes about 2 GB, so keep few.
-@st.cache_resource(max_entries=4, show_spinner=False)
+# Statistics with per-class parts read from the cache file on demand: small in memory.
+@st.cache_resource(max_entries=_ENTRIES, show_spinner=False)
 def _statistics(path: str, mtime_ns: int, size: int) -> StoreStatistics:
-    return compute_statistics(_open(path, mtime_ns, size))
+    return cached_statistics(_open(path, mtime_ns, size))
 
 
 @st.cache_resource(max_entries=_ENTRIES, show_spinner=False)
 def _verdict_statistics(path: str, mtime_ns: int, size: int, near_one: float) -> StoreStatistics:
-    # Exactly the statistics `seviz recommend` computes (no per-class part, this near_one), so the
-    # downloaded recommendation equals its file byte for byte. The per-class statistics above may
-    # use a coarser histogram on stores with many classes, which can move "share of gates >= near_one".
-    return compute_statistics(
-        _open(path, mtime_ns, size), classes=[], settings=StatsSettings(near_one=near_one)
-    )
+    # Exactly the statistics `seviz recommend` computes (the library says which), so the
+    # downloaded recommendation equals its file byte for byte.
+    classes, settings = needed_statistics(Thresholds(near_one=near_one))
+    return cached_statistics(_open(path, mtime_ns, size), classes=classes, settings=settings)
+
+
+@st.cache_resource(max_entries=4 * _ENTRIES, show_spinner=False)
+def _extremes(path: str, mtime_ns: int, size: int, block: str, k: int) -> ChannelExtremes:
+    return cached_channel_extremes(_open(path, mtime_ns, size), block, k)
 
 
 @st.cache_resource(max_entries=_ENTRIES, show_spinner=False)
@@ -73,26 +96,80 @@ def _guarded(what: str, path: str | os.PathLike, function: Any) -> Any:
 
 def store(path: str | os.PathLike) -> Store:
     """The opened store (metadata in memory), or :class:`PageError`."""
-    return _guarded("cannot open store", path, _open)
+    opened: Store = _guarded("cannot open store", path, _open)
+    return opened
 
 
 def statistics(path: str | os.PathLike) -> StoreStatistics:
-    """Statistics of every block and class of a store, computed once per file version."""
-    with st.spinner(f"Computing statistics of {Path(path).name} (once per store)..."):
-        return _guarded("cannot compute statistics of", path, _statistics)
+    """Statistics of every block and class of a store (computed once per store version, then read)."""
+    name = Path(path).name
+    with st.spinner(f"Computing the statistics of {name} once (saved beside it for next time)..."):
+        stats: StoreStatistics = _guarded("cannot compute statistics of", path, _statistics)
+    return stats
 
 
 def verdict_statistics(path: str | os.PathLike, near_one: float) -> StoreStatistics:
-    """Statistics behind the pruning verdicts (as :func:`seviz.recommend.recommend` computes them)."""
-    with st.spinner(f"Computing gate behaviour of {Path(path).name} (once per store and near-one level)..."):
-        return _guarded(
-            "cannot compute statistics of", path, lambda *key: _verdict_statistics(*key, float(near_one))
+    """Statistics behind the pruning verdicts (as :func:`seviz.pruning.recommend` computes them)."""
+    name = Path(path).name
+    with st.spinner(f"Computing the gate behaviour of {name} once per near-one level..."):
+        stats: StoreStatistics = _guarded(
+            "cannot compute statistics of",
+            path,
+            lambda p, mtime, size: _verdict_statistics(p, mtime, size, float(near_one)),
         )
+    return stats
+
+
+def extremes(path: str | os.PathLike, block: str, k: int) -> ChannelExtremes:
+    """The samples with the highest and lowest gates of every channel of ``block``."""
+    with st.spinner(f"Ranking the samples of {block} once (saved beside the store)..."):
+        found: ChannelExtremes = _guarded(
+            "cannot rank the samples of",
+            path,
+            lambda p, mtime, size: _extremes(p, mtime, size, block, int(k)),
+        )
+    return found
 
 
 def attributions(path: str | os.PathLike) -> dict[str, Any]:
     """The store's captum channel attributions (block -> Attributions); empty when none."""
-    return _guarded("cannot read attributions of", path, _attributions)
+    found: dict[str, Any] = _guarded("cannot read attributions of", path, _attributions)
+    return found
+
+
+def provenance(opened: Store) -> dict[str, str]:
+    """Where the store came from (model, weights, precision, created, versions ...), as text.
+
+    The one place the app reads the store's provenance attributes; empty values are left out.
+    """
+    return {key: str(opened.attrs[key]) for key in _PROVENANCE if str(opened.attrs.get(key, "")) != ""}
+
+
+def image_file(opened: Store, index: int) -> Path | None:
+    """The image file of sample ``index`` as stored, or relative to the store's folder; None when missing."""
+    stored = Path(str(opened.paths[index]))
+    for candidate in (stored, opened.path.parent / stored):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@st.cache_resource(max_entries=512, show_spinner=False)
+def _thumbnail(path: str, mtime_ns: int) -> Any:
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as image:
+        small = ImageOps.exif_transpose(image).convert("RGB")
+        small.thumbnail((_THUMBNAIL, _THUMBNAIL))
+        return small
+
+
+def thumbnail(path: Path) -> Any:
+    """A small RGB copy of an image (kept once read), or None when it cannot be read."""
+    try:
+        return _thumbnail(str(path), path.stat().st_mtime_ns)
+    except (OSError, ValueError):
+        return None
 
 
 def show_incomplete(opened: Store) -> None:

@@ -5,26 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from seviz.analysis import ALL_CLASSES
-from seviz.app.views import _data, depth, pruning
+from seviz.analysis import StoreStatistics
+from seviz.app.views import _charts, _data, depth, pruning
 
 
 def _summary(path: Path) -> None:
     store = _data.store(path)
     _data.show_incomplete(store)
     st.markdown(f"**{path.name}**")
+    known = _data.provenance(store)
     st.dataframe(
         pd.DataFrame(
             [
-                ("model", str(store.attrs.get("model", ""))),
-                ("weights", str(store.attrs.get("weights_source", ""))),
-                ("weights SHA-256", str(store.attrs.get("weights_sha256", ""))[:16]),
-                ("precision", str(store.attrs.get("precision", ""))),
+                ("model", known.get("model", "")),
+                ("weights", known.get("weights_source", "")),
+                ("weights SHA-256", known.get("weights_sha256", "")[:16]),
+                ("precision", known.get("precision", "")),
                 ("samples", f"{len(store):,}"),
                 ("classes", str(len(store.recorded_class_names))),
                 ("SE blocks", ", ".join(store.blocks)),
@@ -46,9 +46,12 @@ def render(path: Path, choices: list[Path], root: Path, **_: Any) -> None:
         format_func=lambda p: str(p.relative_to(root)) if p.is_relative_to(root) else str(p),
         key="compare_other",
     )
+    if other is None:
+        st.info("Choose a store to compare with.")
+        return
     pair = (path, other)
     columns = st.columns(2)
-    tables = []
+    tables: list[tuple[StoreStatistics, pd.DataFrame] | None] = []
     for column, which in zip(columns, pair, strict=True):
         with column:
             try:
@@ -63,9 +66,10 @@ def render(path: Path, choices: list[Path], root: Path, **_: Any) -> None:
             st.dataframe(
                 table[["block", "between-class share", "centroid accuracy", "mean |1 - s|"]], hide_index=True
             )
-    if any(t is None for t in tables):
+    first, second = tables
+    if first is None or second is None:
         return
-    (stats_a, table_a), (stats_b, table_b) = tables
+    (stats_a, table_a), (stats_b, table_b) = first, second
     st.subheader("Blocks")
     st.caption("Verdicts use the thresholds set on the Pruning page (defaults until changed).")
     only_a = [b for b in stats_a.block_names if b not in stats_b.blocks]
@@ -90,7 +94,7 @@ def render(path: Path, choices: list[Path], root: Path, **_: Any) -> None:
     if not common:
         st.info("The two stores have no SE block in common.")
         return
-    block = st.selectbox("Block to overlay", common, index=len(common) - 1, key="compare_block")
+    block = st.selectbox("Block to overlay", common, index=len(common) - 1, key="compare_block") or common[-1]
     a, b = stats_a.block(block), stats_b.block(block)
     if a.channels != b.channels:
         st.warning(f"{block} has {a.channels} channels in {path.name} but {b.channels} in {other.name}.")
@@ -100,20 +104,5 @@ def render(path: Path, choices: list[Path], root: Path, **_: Any) -> None:
         for s, name in ((a, path.name), (b, other.name))
     ]
     data = pd.concat(frames, ignore_index=True)
-    chart = (
-        alt.Chart(data)
-        .mark_line(point=alt.OverlayMarkDef(size=12, opacity=0.4))
-        .encode(
-            x=alt.X("channel:Q", scale=alt.Scale(nice=False)),
-            y=alt.Y("mean:Q", title=f"mean excitation ({ALL_CLASSES})"),
-            color=alt.Color("store:N"),
-            tooltip=[
-                "store:N",
-                "channel:Q",
-                alt.Tooltip("mean:Q", format=".4f"),
-                alt.Tooltip("std:Q", format=".4f"),
-            ],
-        )
-        .properties(title=f"{block}: mean excitation over all classes", height=260)
-    )
+    chart = _charts.overlay(data, block)
     st.altair_chart(chart, width="stretch")

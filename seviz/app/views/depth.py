@@ -1,8 +1,9 @@
-"""Depth view: how class-specific and how close to identity each SE block is, from shallow to deep.
+"""Depth view: the paper's depth figure, how class-specific and how close to identity each SE block is.
 
 The paper (Sec. 7.2) reads off Figure 6 that early excitations are
 class-agnostic, deeper ones class-specific, and SE_5_2/SE_5_3 close to
-identity; this page puts the numbers of :mod:`seviz.analysis.compute` behind that story.
+identity; this page puts the numbers of :mod:`seviz.analysis` behind that
+story: both per block in depth order on [0, 1], stage boundaries marked.
 """
 
 from __future__ import annotations
@@ -40,40 +41,45 @@ def depth_table(stats: StoreStatistics) -> pd.DataFrame:
 
 
 def render(path: Path, **_: Any) -> None:
-    store = _data.store(path)
-    _data.show_incomplete(store)
+    opened = _data.store(path)
+    _data.show_incomplete(opened)
     stats = _data.statistics(path)
     table = depth_table(stats)
-    near = [c for c in table.columns if c.startswith("share >=")][0]
-    left, right = st.columns(2)
-    with left:
-        st.altair_chart(
-            _charts.per_block(
-                table,
-                [
-                    ("between-class share", "between-class variance share"),
-                    ("centroid accuracy", "nearest-centroid accuracy"),
-                    ("chance", "chance accuracy"),
-                ],
-                "Class specificity per block",
-                "score",
-            ),
-            width="stretch",
-        )
-    with right:
-        st.altair_chart(
-            _charts.per_block(
-                table,
-                [
-                    ("mean |1 - s|", "mean |1 - s| (0 = identity)"),
-                    (near, f"gates {near}"),
-                    ("input dependence", "input dependence"),
-                ],
-                "Closeness to identity per block",
-                "score",
-            ),
-            width="stretch",
-        )
+    near = next(c for c in table.columns if c.startswith("share >="))
+    st.altair_chart(
+        _charts.per_block(
+            table,
+            [
+                ("centroid accuracy", "nearest-centroid accuracy (5-fold CV)"),
+                ("chance", "chance accuracy"),
+                ("between-class share", "between-class share of gate variance"),
+            ],
+            "Class specificity per block",
+            "specificity",
+        ),
+        width="stretch",
+    )
+    st.altair_chart(
+        _charts.per_block(
+            table,
+            [
+                ("mean |1 - s|", "mean |1 − s| (0 = identity)"),
+                (near, f"share of gates {near.removeprefix('share ')}"),
+                ("input dependence", "input dependence (0 = constant)"),
+            ],
+            "Closeness to identity per block",
+            "score",
+        ),
+        width="stretch",
+    )
+    st.caption(
+        "In the SENet paper specificity rises with depth and SE_5_2 is close to identity. "
+        "Dashed lines separate the network's stages. Between-class share: between-class variance / total "
+        f"variance of the gates, pooled over channels. Centroid accuracy: {stats.settings.folds}-fold "
+        "cross-validated nearest-centroid accuracy of predicting the class from the excitation vector, "
+        "against chance. Mean |1 − s| near 0 and a share of gates near one close to 1 mark a block that "
+        "is close to identity; input dependence near 0 marks a block whose gates do not depend on the image."
+    )
     st.dataframe(
         table,
         hide_index=True,
@@ -82,10 +88,4 @@ def render(path: Path, **_: Any) -> None:
             for c in table.columns
             if table[c].dtype.kind == "f"
         },
-    )
-    st.caption(
-        "Between-class share: between-class variance / total variance of the gates, pooled over channels. "
-        f"Centroid accuracy: {stats.settings.folds}-fold cross-validated nearest-centroid accuracy of "
-        "predicting the class from the excitation vector. Mean |1 - s| near 0 and a share of gates "
-        "near one close to 1 mark a block that is close to identity."
     )

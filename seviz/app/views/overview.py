@@ -10,22 +10,6 @@ import streamlit as st
 
 from seviz.app.views import _data
 
-_PROVENANCE = (
-    "model",
-    "model_spec",
-    "weights_source",
-    "weights_sha256",
-    "precision",
-    "dtype",
-    "created",
-    "finished",
-    "command",
-    "seviz_version",
-    "torch_version",
-    "timm_version",
-    "h5py_version",
-)
-
 
 def render(path: Path, **_: Any) -> None:
     store = _data.store(path)
@@ -39,7 +23,7 @@ def render(path: Path, **_: Any) -> None:
     cols[4].metric("Complete", "yes" if store.complete else "no")
 
     st.subheader("Provenance")
-    rows = [(key, str(store.attrs[key])) for key in _PROVENANCE if str(store.attrs.get(key, "")) != ""]
+    rows = list(_data.provenance(store).items())
     st.dataframe(pd.DataFrame(rows, columns=["field", "value"]), hide_index=True)
     left, right = st.columns(2)
     with left:

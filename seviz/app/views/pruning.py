@@ -1,31 +1,27 @@
 """Pruning: verdicts (identity / constant / keep) from :mod:`seviz.pruning.recommendation`, with live thresholds.
 
-The verdicts are :func:`seviz.recommend.recommend` applied to cached
-statistics, so moving a threshold re-judges the blocks without reading the
-samples; the downloads are the recommendation's own ``to_json()`` and
-``to_markdown()``, equal to what ``seviz recommend`` writes with the same
-thresholds.
+The verdicts are :func:`seviz.pruning.recommend` applied to cached statistics
+(the ones :func:`seviz.pruning.needed_statistics` names), so moving a threshold
+re-judges the blocks without reading the samples; the downloads are the
+recommendation's own ``to_json()`` and ``to_markdown()``, equal to what
+``seviz recommend`` writes with the same thresholds, and the command shown is
+:func:`seviz.pruning.recommend_command`'s. Below them, :mod:`~seviz.app.views.verification`
+shows what an evaluation measured for these edits and runs one.
 """
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from seviz.app.views import _data
-from seviz.pruning import Recommendation, RecommendationError, Thresholds, recommend
+from seviz.app.views import _data, verification
+from seviz.pruning import Recommendation, RecommendationError, Thresholds, recommend, recommend_command
 
 _DEFAULTS = Thresholds()
-# The `seviz recommend` option of each threshold.
-_FLAGS = {
-    "identity_max_deviation": "--identity-max-deviation",
-    "identity_min_near_one": "--identity-min-near-one",
-    "constant_max_dependence": "--constant-max-dependence",
-    "near_one": "--near-one",
-}
 
 
 def threshold_controls() -> Thresholds:
@@ -73,10 +69,12 @@ def threshold_controls() -> Thresholds:
         "RMS error of replacing each gate by its channel mean.",
     )
     return Thresholds(
-        identity_max_deviation=float(deviation),
-        identity_min_near_one=float(share),
-        near_one=float(near_one),
-        constant_max_dependence=float(dependence),
+        identity_max_deviation=float(_DEFAULTS.identity_max_deviation if deviation is None else deviation),
+        identity_min_near_one=float(_DEFAULTS.identity_min_near_one if share is None else share),
+        near_one=float(_DEFAULTS.near_one if near_one is None else near_one),
+        constant_max_dependence=float(
+            _DEFAULTS.constant_max_dependence if dependence is None else dependence
+        ),
     )
 
 
@@ -101,16 +99,6 @@ def recommendation(path: Path, thresholds: Thresholds) -> Recommendation:
         return recommend(stats, thresholds)
     except (RecommendationError, ValueError) as error:
         raise _data.PageError(f"cannot judge the blocks of {path.name}: {error}") from None
-
-
-def recommend_command(path: Path, thresholds: Thresholds) -> str:
-    """The ``seviz recommend`` command that writes the same files."""
-    words = ["seviz", "recommend", path.name]
-    for field, flag in _FLAGS.items():
-        value = getattr(thresholds, field)
-        if value != getattr(_DEFAULTS, field):
-            words += [flag, repr(float(value))]
-    return " ".join(words)
 
 
 def verdict_table(rec: Recommendation) -> pd.DataFrame:
@@ -143,8 +131,8 @@ def _highlight(row: pd.Series) -> list[str]:
 
 
 def render(path: Path, **_: Any) -> None:
-    store = _data.store(path)
-    _data.show_incomplete(store)
+    opened = _data.store(path)
+    _data.show_incomplete(opened)
     try:
         thresholds = threshold_controls()
     except RecommendationError as error:
@@ -152,18 +140,18 @@ def render(path: Path, **_: Any) -> None:
         return
     rec = recommendation(path, thresholds)
     totals = rec.totals
-    cols = st.columns(5)
-    cols[0].metric("identity", totals["identity"])
-    cols[1].metric("constant", totals["constant"])
-    cols[2].metric("keep", totals["keep"])
-    cols[3].metric(
+    metrics = st.columns(5)
+    metrics[0].metric("identity", totals["identity"])
+    metrics[1].metric("constant", totals["constant"])
+    metrics[2].metric("keep", totals["keep"])
+    metrics[3].metric(
         "SE params removable",
         f"{totals['removable_params']:,}",
         f"{(totals['removable_params_fraction'] or 0):.1%} of {totals['se_params']:,}",
         delta_color="off",
         delta_arrow="off",
     )
-    cols[4].metric(
+    metrics[4].metric(
         "SE FLOPs removable",
         f"{totals['removable_flops']:,}",
         f"{(totals['removable_flops_fraction'] or 0):.1%} of {totals['se_flops']:,}",
@@ -180,7 +168,7 @@ def render(path: Path, **_: Any) -> None:
         "BatchNorm. Savings count the SE branches only (parameters and multiply-accumulates per image)."
     )
     stem = path.stem
-    c1, c2, _ = st.columns([1, 1, 2])
+    c1, c2, _rest = st.columns([1, 1, 2])
     c1.download_button(
         "Download JSON",
         rec.to_json(),
@@ -202,6 +190,7 @@ def render(path: Path, **_: Any) -> None:
         help="The same verdicts as the Markdown file `seviz recommend` writes beside rec.json.",
     )
     st.markdown("The same files from the command line:")
-    st.code(recommend_command(path, thresholds), language="bash")
+    st.code(shlex.join(recommend_command(path.name, thresholds)), language="bash")
     with st.expander("Recommendation (Markdown)"):
         st.markdown(rec.to_markdown())
+    verification.render(path, opened, rec)
