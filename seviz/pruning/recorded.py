@@ -40,18 +40,24 @@ def recorded_model(attrs: Mapping[str, Any]) -> tuple[str, str, str]:
 
 
 def load_recorded_model(store: Store, model: str | None = None, weights: str | None = None) -> LoadedModel:
-    """The network ``store`` was recorded with (same weights: checked by SHA-256).
+    """The network ``store`` was recorded with (same weights: checked by SHA-256), with its preprocessing.
 
     Raises:
         ModelLoadError: The model cannot be built or its weights found.
         EvaluationError: The weights found differ from the recorded ones.
     """
     from seviz.models import load_model
+    from seviz.models.preprocessing import STORE_PREFIX, as_request
 
     spec, recorded_weights, sha = recorded_model(store.attrs)
     if not (model or spec):
         raise EvaluationError(f"store {str(store.path)!r} does not name its model; pass the model explicitly")
-    loaded = load_model(model or spec, weights or recorded_weights)
+    # The images are seen as they were recorded: the store's preprocessing, as `seviz evaluate --store`.
+    recorded = store.json_attr("preprocessing", {})
+    request = as_request(None).over(
+        f"{STORE_PREFIX}{store.path}", recorded if isinstance(recorded, dict) else {}
+    )
+    loaded = load_model(model or spec, weights or recorded_weights, data_config=request)
     if sha and not loaded.has_weights(sha):
         raise EvaluationError(
             f"the weights of {model or spec!r} ({weights or recorded_weights}) have SHA-256 "

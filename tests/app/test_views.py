@@ -640,10 +640,16 @@ def test_the_evaluate_button_runs_the_librarys_evaluation_in_the_background(
     argv += [str(tmp_path / "rec.json"), "--data", str(images), "--images-per-class", "1", "--per-block"]
     assert cli([*argv, "--json", str(out), "--no-progress"]) == 0
     ours, theirs = json.loads(written.read_text()), json.loads(out.read_text())
+    assert ours["preprocessing"]["config"] == theirs["preprocessing"]["config"]
+    assert ours["preprocessing"]["config"]["input_size"] == [3, 32, 32]
     for data in (ours, theirs):
         del data["latency"]
         data["original"].pop("latency_ms")
         data["edited"].pop("latency_ms")
+        # Both use the store's preprocessing; only the words naming where it came from differ.
+        assert set(data.pop("preprocessing")["source"].values()) == {
+            f"store:{store}" if data is ours else f"store:tiny.h5 (via {tmp_path / 'rec.json'})"
+        }
     assert ours == theirs
 
 
