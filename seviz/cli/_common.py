@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from seviz.errors import UsageError
+
 if TYPE_CHECKING:
     from seviz.models import LoadedModel
 
@@ -27,8 +29,18 @@ def add_model_arguments(parser: argparse.ArgumentParser, weights_default: str = 
 
 
 def split_list(text: str | None) -> list[str] | None:
-    """A comma-separated flag as a list (``None`` when the flag was not given)."""
-    return [p.strip() for p in text.split(",") if p.strip()] if text else None
+    """A comma-separated flag as a list (``None`` when the flag was not given).
+
+    Raises:
+        UsageError: The flag was given but names nothing (``""``, ``","``): that
+            is not the same as leaving it out.
+    """
+    if text is None:
+        return None
+    items = [p.strip() for p in text.split(",") if p.strip()]
+    if not items:
+        raise UsageError(f"a comma-separated list {text!r} names nothing; list names, or drop the flag")
+    return items
 
 
 def load_model_from_args(args: argparse.Namespace, weights: str | None = None) -> LoadedModel:

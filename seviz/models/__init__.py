@@ -14,7 +14,7 @@ from seviz.models.builders import MODEL_ALIASES, imagenet_names
 from seviz.models.classes import ClassRef, ClassSpace, resolve_classes, split_class_list
 from seviz.models.loaded import LoadedModel
 from seviz.models.preprocessing import IMAGENET_DEFAULT_CFG
-from seviz.models.registry import load_model, register_model_builder
+from seviz.models.registry import load_model, register_model_builder, runs_user_code, weights_for_source
 from seviz.models.weights import file_sha256, load_weights_file, read_state_dict
 
 __all__ = [
@@ -32,5 +32,7 @@ __all__ = [
     "read_state_dict",
     "register_model_builder",
     "resolve_classes",
+    "runs_user_code",
     "split_class_list",
+    "weights_for_source",
 ]

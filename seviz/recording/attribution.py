@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from seviz.store import StoreError, open_store, write_attributions
+from seviz.errors import ModelLoadError, UsageError
+from seviz.store import Provenance, StoreError, open_store, write_attributions
 
 log = logging.getLogger(__name__)
 
@@ -45,46 +46,58 @@ def attribute(
     num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
     progress: bool = True,
+    trust_store_model: bool = False,
 ) -> AttributionSummary:
     """Attribute each class's logit to the SE gate channels of every recorded block.
 
     The model defaults to the one the store was recorded with; its weights
     must be the same (checked by SHA-256), or the attributions would describe
-    another network.
+    another network. A store is a data file and may come from someone else,
+    so a recorded ``file.py:factory`` or ``module:factory`` model (code) is
+    only rebuilt when it is passed as ``model`` or ``trust_store_model`` is set.
 
     Args:
         store_path: A complete store from ``seviz record``.
         model: Model spec; default: the store's ``model_spec``.
-        weights: Weights; default: the store's weights source.
+        weights: Weights; default: the ones the store was recorded with
+            (:func:`seviz.models.weights_for_source`).
         images_per_class: Use at most N of each class's recorded images.
         batch_size: Images per backward pass.
         device: ``auto``, ``cpu`` or ``cuda``.
         num_classes: For a user's own model.
         class_names: For a user's own model.
         progress: Show a progress bar.
+        trust_store_model: Run the code the store's ``model_spec`` names.
 
     Raises:
-        StoreError: The store is incomplete, or the weights differ from the recorded ones.
+        StoreError: The store is incomplete or empty, none of its images can
+            be read, or the weights differ from the recorded ones.
+        ModelLoadError: The store's model is user code and neither ``model``
+            nor ``trust_store_model`` was given.
     """
     import torch
     from captum.attr import LayerGradientXActivation
     from tqdm.auto import tqdm
 
+    from seviz._torch_utils import resolve_device
     from seviz.data import ImageItem, iterate_batches
-    from seviz.models import load_model
-    from seviz.recording.session import resolve_device
+    from seviz.models import load_model, weights_for_source
     from seviz.se import discover_se_gates
 
+    if images_per_class is not None and images_per_class < 1:
+        raise UsageError(f"images_per_class={images_per_class} (--images-per-class) must be at least 1")
     store_path = Path(store_path)
     with open_store(store_path) as store:
         if not store.complete:
             raise StoreError(f"store {str(store_path)!r} is incomplete; finish it with --resume first")
-        spec = model or str(store.attrs.get("model_spec") or store.attrs.get("model"))
-        source = str(store.attrs.get("weights_source", "pretrained"))
-        weights = weights or (
-            "pretrained" if source.startswith(("pretrained", "torchvision:", "demo")) else source
-        )
-        recorded_sha = str(store.attrs.get("weights_sha256", ""))
+        if len(store) == 0:
+            raise StoreError(
+                f"store {str(store_path)!r} has no samples to attribute; record images into it first"
+            )
+        provenance = store.provenance
+        spec = model or _recorded_model(provenance, store_path, trust_store_model)
+        weights = weights or weights_for_source(provenance.weights_source)
+        recorded_sha = provenance.weights_sha256
         class_order = store.recorded_class_names
         rows = []
         for name in class_order:
@@ -134,6 +147,11 @@ def attribute(
     finally:
         bar.close()
         loaded.model.train(was_training)
+    if not counts.any():
+        raise StoreError(
+            f"none of the {len(items)} images recorded in {str(store_path)!r} could be read now "
+            f"(first: {items[0].path!r}); were they moved? Nothing was written"
+        )
     means = {name: total / np.maximum(counts, 1)[:, None] for name, total in sums.items()}
     write_attributions(
         store_path,
@@ -142,3 +160,22 @@ def attribute(
         {"method": METHOD, "images": int(counts.sum()), "weights_sha256": loaded.weights_sha256},
     )
     return AttributionSummary(str(store_path), len(means), list(class_order), int(counts.sum()), METHOD)
+
+
+def _recorded_model(provenance: Provenance, store_path: Path, trust: bool) -> str:
+    """The model spec a store was recorded with, refused when it is code and not trusted."""
+    from seviz.models import runs_user_code
+
+    spec = provenance.model_spec or provenance.model
+    if not spec:
+        raise StoreError(
+            f"store {str(store_path)!r} names no model; pass the one it was recorded with (--model)"
+        )
+    if runs_user_code(spec) and not trust:
+        raise ModelLoadError(
+            f"store {str(store_path)!r} was recorded with {spec!r}, a model built by running code from a "
+            "Python file or module. seviz does not run code that a data file names (a store may come from "
+            f"someone else): pass --model {spec!r} (model=...) if you trust that code, or "
+            "--trust-store-model (trust_store_model=True)"
+        )
+    return spec
