@@ -78,18 +78,18 @@ SMALL_STORE_GATES = 1 << 23
 
 def store_identity(store: Store) -> dict[str, Any]:
     """What names a store in derived files: stable across reads of the same file."""
-    attrs = store.attrs
+    provenance = store.provenance
     return {
         "file": store.path.name,
-        "model": str(attrs.get("model", "")),
-        "model_spec": str(attrs.get("model_spec", "")),
-        "weights_sha256": str(attrs.get("weights_sha256", "")),
-        "created": str(attrs.get("created", "")),
+        "model": provenance.model,
+        "model_spec": provenance.model_spec,
+        "weights_sha256": provenance.weights_sha256,
+        "created": provenance.created,
         "samples": len(store),
         "complete": bool(store.complete),
-        "dtype": str(attrs.get("dtype", "")),
-        "precision": str(attrs.get("precision", "fp32")),
-        "gate_error_max_abs": float(store.json_attr("gate_error", {}).get("max_abs", 0.0) or 0.0),
+        "dtype": store.dtype,
+        "precision": provenance.precision,
+        "gate_error_max_abs": provenance.gate_error_max_abs,
         # so that pruning and evaluating from a recommendation see images as they were recorded
         "preprocessing": store.json_attr("preprocessing", {}) or {},
     }
@@ -202,8 +202,42 @@ def compute_statistics(
                 for future in futures.values():
                     future.cancel()
                 raise
+    for result in results.values():
+        _warn_outside_unit_range(store, result)
     return StoreStatistics(
         store=store_identity(store), settings=settings, class_names=tuple(selected), blocks=results
+    )
+
+
+def _warn_outside_unit_range(store: Store, result: BlockStatistics) -> None:
+    """Say which block has gates outside [0, 1], and by how much.
+
+    A sigmoid gate lies in [0, 1], but a gain-scaled one (NFNet's ``attn_gain``,
+    a hand-written ``2 * sigmoid``) may legitimately exceed 1, so this is a
+    warning: the statistics are computed all the same (gates outside [0, 1]
+    land in the edge bins of the histograms and quantiles).
+    """
+    low, high = float(np.min(result.all.min)), float(np.max(result.all.max))
+    if low >= 0.0 and high <= 1.0:
+        return
+    parts = []
+    if high > 1.0:
+        parts.append(f"up to {high:.4g} ({high - 1.0:.4g} above 1)")
+    if low < 0.0:
+        parts.append(f"down to {low:.4g} ({-low:.4g} below 0)")
+    why = (
+        "no SE gate (sigmoid, hard-sigmoid, or a gain-scaled one) is negative"
+        if low < 0.0
+        else "fine for a gain-scaled gate (NFNet's attn_gain), not for a plain sigmoid"
+    )
+    log.warning(
+        "store %s, block %s (%s): gates outside [0, 1], %s: %s. The statistics use the values as "
+        "stored; histograms and quantiles put what lies outside [0, 1] in their edge bins.",
+        store.path.name,
+        result.name,
+        result.info.module or "?",
+        " and ".join(parts),
+        why,
     )
 
 

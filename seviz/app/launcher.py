@@ -18,6 +18,8 @@ import logging
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,13 @@ log = logging.getLogger(__name__)
 APP_SCRIPT = "main.py"
 STORE_SUFFIXES = (".h5", ".hdf5")
 _MAX_BROWSED = 500  # stores listed from the root; a root such as $HOME must not hang the page
+_MAX_DEPTH = 6  # folders below the root that are searched for stores
+_MAX_FOLDERS = 20_000  # folders looked into at most, whatever their depth
+# The app asks for the list on every interaction; it is walked again only this often (or when
+# the root folder itself changes), so a large root costs one walk, not one per click.
+_INDEX_SECONDS = 30.0
+_index: dict[tuple[str, int, int, int], tuple[float, list[Path]]] = {}
+_index_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -76,22 +85,55 @@ def resolve_store(path: str | os.PathLike, root: str | os.PathLike) -> Path:
     return store
 
 
-def find_stores(root: str | os.PathLike, limit: int = _MAX_BROWSED) -> list[Path]:
+def find_stores(
+    root: str | os.PathLike, limit: int = _MAX_BROWSED, max_depth: int = _MAX_DEPTH
+) -> list[Path]:
     """Files under ``root`` that look like stores (``.h5``/``.hdf5``), sorted, at most ``limit``.
 
     Hidden folders, virtual environments and seviz's statistics caches
-    (``STORE.seviz-cache``) are skipped, and so are links that lead out of the root. Whether a file really is a seviz store is decided when
-    it is opened.
+    (``STORE.seviz-cache``) are skipped, and so are links that
+    lead out of the root; at most ``max_depth`` folders deep are searched (and
+    at most 20,000 folders). Whether a file really is a seviz store is decided
+    when it is opened. The list is indexed once and reused for 30 s (or until
+    the root folder changes), minus files that have gone.
+
+    Raises:
+        AppPathError: ``root`` is a filesystem root (``/``).
     """
-    root_path = Path(root).expanduser().resolve()
+    root_path = _browsable_root(root)
+    try:
+        stamp = root_path.stat().st_mtime_ns
+    except OSError:
+        return []
+    key = (str(root_path), int(limit), int(max_depth), stamp)
+    now = time.monotonic()
+    with _index_lock:
+        cached = _index.get(key)
+        if cached is not None and now - cached[0] < _INDEX_SECONDS:
+            return [p for p in cached[1] if p.is_file()]
+    found = _walk_for_stores(root_path, limit, max_depth)
+    with _index_lock:
+        _index.clear()  # one root per app
+        _index[key] = (now, found)
+    return list(found)
+
+
+def _walk_for_stores(root_path: Path, limit: int, max_depth: int) -> list[Path]:
     found: list[Path] = []
+    folders = 0
     for folder, subfolders, files in os.walk(root_path):
-        subfolders[:] = sorted(
-            d
-            for d in subfolders
-            if not d.startswith(".")
-            and d not in ("venv", "node_modules", "__pycache__")
-            and not d.endswith(CACHE_SUFFIX)
+        folders += 1
+        depth = len(Path(folder).relative_to(root_path).parts)
+        subfolders[:] = (
+            []
+            if depth >= max_depth
+            else sorted(
+                d
+                for d in subfolders
+                if not d.startswith(".")
+                and d not in ("venv", "node_modules", "__pycache__")
+                and not d.endswith(CACHE_SUFFIX)
+            )
         )
         for name in sorted(files):
             path = Path(folder) / name
@@ -100,12 +142,30 @@ def find_stores(root: str | os.PathLike, limit: int = _MAX_BROWSED) -> list[Path
                 if len(found) >= limit:
                     log.warning("more than %d stores under %s; listing the first %d", limit, root_path, limit)
                     return found
+        if folders >= _MAX_FOLDERS:
+            log.warning(
+                "stopped looking for stores under %s after %d folders; start the app with a smaller --root",
+                root_path,
+                folders,
+            )
+            break
     return found
+
+
+def _browsable_root(root: str | os.PathLike) -> Path:
+    """The resolved root, refused when it is a whole filesystem (``/``, ``C:\\``)."""
+    root_path = Path(root).expanduser().resolve()
+    if root_path == Path(root_path.anchor):
+        raise AppPathError(
+            f"--root {str(root)!r} is the whole filesystem: the app would search every folder on it "
+            "for stores; pass the folder that holds your stores (--root ~/runs)"
+        )
+    return root_path
 
 
 def app_arguments(stores: Sequence[str | os.PathLike], root: str | os.PathLike) -> list[str]:
     """The arguments the app script receives after ``--`` (checked: stores under root)."""
-    root_path = Path(root).expanduser().resolve()
+    root_path = _browsable_root(root)
     if not root_path.is_dir():
         raise AppPathError(f"--root {str(root)!r} is not a folder")
     checked = [str(resolve_store(s, root_path)) for s in stores]
@@ -122,7 +182,7 @@ def parse_app_arguments(argv: Sequence[str]) -> AppConfig:
     parser.add_argument("--root", default=".")
     parser.add_argument("stores", nargs="*")
     args, _unknown = parser.parse_known_args(list(argv))
-    root = Path(args.root).expanduser().resolve()
+    root = _browsable_root(args.root)
     return AppConfig(root=root, stores=tuple(resolve_store(s, root) for s in args.stores))
 
 
@@ -135,7 +195,8 @@ def app_command(
     """The ``python -m streamlit run`` command line :func:`launch_app` runs.
 
     Raises:
-        AppPathError: A store is outside ``root`` or missing, or ``root`` is not a folder.
+        AppPathError: A store is outside ``root`` or missing, or ``root`` is not a folder
+            (or is a whole filesystem, ``/``).
         ValueError: ``port`` is not a TCP port.
     """
     if not 1 <= int(port) <= 65535:
@@ -172,7 +233,8 @@ def launch_app(stores: list[str], root: str = ".", port: int = 8501, headless: b
         The exit status of the Streamlit process (0 after a clean stop).
 
     Raises:
-        AppPathError: A store is outside ``root`` or missing, or ``root`` is not a folder.
+        AppPathError: A store is outside ``root`` or missing, or ``root`` is not a folder
+            (or is a whole filesystem, ``/``).
         FileNotFoundError: The app script is not installed (see :func:`app_script`).
     """
     command = app_command(stores, root, port, headless)

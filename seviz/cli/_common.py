@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from seviz.errors import UsageError
+
 if TYPE_CHECKING:
     from seviz.models import DataConfigRequest, LoadedModel
 
@@ -66,8 +68,18 @@ def add_preprocessing_arguments(parser: argparse.ArgumentParser, store_default: 
 
 
 def split_list(text: str | None) -> list[str] | None:
-    """A comma-separated flag as a list (``None`` when the flag was not given)."""
-    return [p.strip() for p in text.split(",") if p.strip()] if text else None
+    """A comma-separated flag as a list (``None`` when the flag was not given).
+
+    Raises:
+        UsageError: The flag was given but names nothing (``""``, ``","``): that
+            is not the same as leaving it out.
+    """
+    if text is None:
+        return None
+    items = [p.strip() for p in text.split(",") if p.strip()]
+    if not items:
+        raise UsageError(f"a comma-separated list {text!r} names nothing; list names, or drop the flag")
+    return items
 
 
 def data_config_from_args(

@@ -16,9 +16,10 @@ def run(args: argparse.Namespace) -> int:
 
     with open_store(args.store) as store:
         counts = store.class_counts()
+        provenance = store.provenance
         print(f"store:     {store.path}")
-        print(f"model:     {store.attrs.get('model')} (weights {store.attrs.get('weights_source')})")
-        print(f"precision: {store.attrs.get('precision', 'fp32')}")
+        print(f"model:     {provenance.model} (weights {provenance.weights_source})")
+        print(f"precision: {provenance.precision}")
         print(f"complete:  {store.complete}")
         print(f"samples:   {len(store)}; skipped files: {len(store.skipped)}")
         print(

@@ -75,7 +75,7 @@ def find_images(
     if images_per_class is not None and images_per_class < 1:
         raise DataError(f"--images-per-class must be at least 1, got {images_per_class}")
     space = ClassSpace(loaded)
-    wanted = resolve_classes(classes, loaded) if classes else None
+    wanted = resolve_classes(classes, loaded) if classes is not None else None  # "" is refused there
 
     by_class: dict[int, list[Path]] = {}
     solution = _val_solution(root)

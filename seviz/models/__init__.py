@@ -20,7 +20,7 @@ from seviz.models.preprocessing import (
     Preprocessing,
     resolve_preprocessing,
 )
-from seviz.models.registry import load_model, register_model_builder
+from seviz.models.registry import load_model, register_model_builder, runs_user_code, weights_for_source
 from seviz.models.weights import file_sha256, load_weights_file, read_state_dict
 
 __all__ = [
@@ -43,5 +43,7 @@ __all__ = [
     "register_model_builder",
     "resolve_classes",
     "resolve_preprocessing",
+    "runs_user_code",
     "split_class_list",
+    "weights_for_source",
 ]

@@ -88,6 +88,18 @@ def _build_demo(
     from seviz.models import demo_network as demo_model
 
     config = demo_model.load_config()
+    names = tuple(config["class_names"])
+    # The demo's head is fixed (10 CIFAR-10 classes), so options that would change it are refused, not ignored.
+    if num_classes is not None and num_classes != len(names):
+        raise ModelLoadError(
+            f"--num-classes {num_classes}: the demo model {spec!r} has {len(names)} outputs (CIFAR-10); "
+            "drop --num-classes"
+        )
+    if class_names is not None and tuple(n.strip() for n in class_names) != names:
+        raise ModelLoadError(
+            f"--class-names: the demo model {spec!r} has its own classes ({', '.join(names)}); "
+            "drop --class-names"
+        )
     model = demo_model.build_demo_model()
     if weights == "pretrained":
         path = demo_model.weights_path()

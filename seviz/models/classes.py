@@ -138,11 +138,18 @@ def resolve_classes(requested: str | Sequence[str] | None, loaded: LoadedModel) 
 
     Raises:
         ClassResolutionError: A name is unknown (with close matches) or ambiguous
-            (with the candidates), or is given twice.
+            (with the candidates), is given twice, or the list names no class at
+            all (``""``, ``","``: which is not "every class").
     """
+    terms = split_class_list(requested)
+    if requested is not None and not terms:
+        raise ClassResolutionError(
+            f"--classes {requested!r} names no class; list classes (goldfish,pug), or drop --classes "
+            "to use every class"
+        )
     space = ClassSpace(loaded)
     refs: list[ClassRef] = []
-    for term in split_class_list(requested):
+    for term in terms:
         ref = space.resolve(term)
         if any(r.index == ref.index for r in refs):
             raise ClassResolutionError(f"class {term!r} is given twice (it is {ref.describe()})")

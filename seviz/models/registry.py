@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from seviz.errors import ModelLoadError
-from seviz.models.builders import BUILT_IN, FALLBACK
+from seviz.models.builders import BUILT_IN, FALLBACK, _is_factory
 from seviz.models.loaded import LoadedModel
 from seviz.models.preprocessing import (
     FROM_MODEL,
@@ -96,6 +96,11 @@ def load_model(
     if not spec or not spec.strip():
         raise ModelLoadError("--model is empty; name a model such as se_resnet50 or se_resnet50_cifar10")
     spec = spec.strip()
+    if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) < 1):
+        raise ModelLoadError(
+            f"--num-classes {num_classes} is not a number of outputs; give at least 1, or drop it to keep "
+            "the model's own head"
+        )
     # Registered families first; timm, which knows the most names, is the fallback.
     build = next((b.build for b in _BUILDERS if b.matches(spec)), FALLBACK)
     if weights == "random":
@@ -131,3 +136,29 @@ def _with_preprocessing(
         preprocessing_source=resolved.sources,
         preprocessing_notes=resolved.notes,
     )
+
+
+def runs_user_code(spec: str) -> bool:
+    """Whether building ``spec`` imports and runs code named by it (``file.py:factory``, ``module:factory``).
+
+    A spec read from a data file (a store's ``model_spec``) must not be built
+    that way unless the user says so: the file may come from someone else.
+    """
+    return _is_factory(spec.strip())
+
+
+def weights_for_source(weights_source: str) -> str:
+    """The ``weights`` argument of :func:`load_model` that loads the weights a ``weights_source`` names.
+
+    ``weights_source`` is what :class:`LoadedModel` records (and a store keeps):
+    ``pretrained:NAME`` (timm), ``torchvision:ENTRY``, ``demo`` (the shipped
+    demo weights), ``random`` (seeded, so the same network), or the weights
+    file's path. The first three load with ``pretrained``; the others are
+    passed as they are. An empty source means ``pretrained``. Which tensors
+    were loaded is for the caller to check against the recorded SHA-256
+    (:meth:`LoadedModel.has_weights`).
+    """
+    source = weights_source.strip()
+    if not source or source.startswith(("pretrained", "torchvision:")) or source == "demo":
+        return "pretrained"
+    return source

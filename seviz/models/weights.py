@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,7 +75,7 @@ def load_weights_file(model: nn.Module, path: Path) -> str:
     if "seviz_edits" in metadata:
         from seviz.models.pruned_weights import apply_saved_edits  # imports torch
 
-        apply_saved_edits(model, json.loads(metadata["seviz_edits"]))
+        apply_saved_edits(model, metadata["seviz_edits"])
     state = {k.removeprefix("module."): v for k, v in state.items()}
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]

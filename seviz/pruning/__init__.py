@@ -2,7 +2,7 @@
 
 Rooms: :mod:`~seviz.pruning.recommendation` (:class:`Thresholds`, verdicts,
 :class:`Recommendation`: the one reader and writer of ``rec.json``),
-:mod:`~seviz.pruning.edits` (what an edit is asked to do), :mod:`~seviz.pruning.apply`
+:mod:`~seviz.pruning.edits` (what an edit is asked to do; a recommendation's edits for one model), :mod:`~seviz.pruning.apply`
 (:func:`prune`: making the edits, folding constants into BatchNorm),
 :mod:`~seviz.pruning.counting` (parameters and FLOPs), :mod:`~seviz.pruning.verify`
 (:func:`evaluate`: accuracy, agreement, KL of the edited model against the original;

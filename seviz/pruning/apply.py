@@ -21,7 +21,8 @@ such edits to any model seviz records:
   stays.
 
 Edits come from block names (:func:`prune_blocks`) or from a recommendation
-(:func:`prune_from_recommendation`, read by :mod:`seviz.pruning._from_recommendation`);
+(:func:`prune_from_recommendation`: rec.json read by :func:`seviz.pruning.load_recommendation`,
+turned into edits by :mod:`seviz.pruning.edits`);
 :mod:`seviz.models.pruned_weights` saves the result so that ``seviz`` loads it back.
 The names of those modules are re-exported here.
 """
@@ -49,12 +50,14 @@ from seviz.models.pruned_weights import (
     save_pruned,
     set_module,
 )
-from seviz.pruning._from_recommendation import (
+from seviz.pruning.edits import (
+    ACTIONS,
+    BlockEdit,
     check_recommendation_model,
     edits_from_recommendation,
-    load_recommendation,
+    list_names,
 )
-from seviz.pruning.edits import ACTIONS, BlockEdit, list_names
+from seviz.pruning.recommendation import Recommendation, load_recommendation
 from seviz.se import SEGate, discover_se_gates
 
 if TYPE_CHECKING:
@@ -169,9 +172,9 @@ def prune(
 
     from seviz.se.stand_ins import ChannelScale, ConstantGate  # imports torch
 
-    plan = _check_edits(edits, gates)
-    shapes = _gate_shapes(model, [gate for gate, _ in plan], input_size)
     device, dtype = _device_and_dtype(model)
+    plan = _check_edits(edits, gates, torch.finfo(dtype).max if dtype.is_floating_point else None)
+    shapes = _gate_shapes(model, [gate for gate, _ in plan], input_size)
     applied: list[AppliedEdit] = []
     # Stand-ins take the training flag of the module they replace; eval_mode restores the rest.
     flags = {gate.module_path: model.get_submodule(gate.module_path).training for gate, _ in plan}
@@ -260,7 +263,7 @@ def prune_blocks(
 
 def prune_from_recommendation(
     loaded: LoadedModel,
-    recommendation: str | os.PathLike | Mapping[str, Any],
+    recommendation: str | os.PathLike | Mapping[str, Any] | Recommendation,
     inplace: bool = False,
     check_weights: bool = True,
     fold: bool = True,
@@ -270,21 +273,30 @@ def prune_from_recommendation(
     Args:
         loaded: From :func:`seviz.models.load_model`; must be the model the
             recommendation was made for.
-        recommendation: The rec.json path, or its parsed content.
+        recommendation: The rec.json path, its parsed content, or a :class:`Recommendation`.
         inplace: Edit ``loaded.model`` itself instead of a copy.
         check_weights: Also refuse a recommendation made for other weights
             (when it records their SHA-256).
         fold: Fold constant scales into a preceding BatchNorm where that is exact.
 
     Raises:
-        PruningError: See :func:`load_recommendation`, :func:`check_recommendation_model`
-            and :func:`edits_from_recommendation`.
+        FileNotFoundError: No such file.
+        RecommendationError: The file does not fit the schema
+            (:func:`~seviz.pruning.load_recommendation`), or was made for another
+            model or other weights (:func:`~seviz.pruning.edits.check_recommendation_model`).
+        PruningError: Its verdicts cannot be applied to this model
+            (:func:`~seviz.pruning.edits.edits_from_recommendation`).
     """
-    data = load_recommendation(recommendation)
-    check_recommendation_model(data, loaded, check_weights)
+    where = (
+        "the recommendation"
+        if isinstance(recommendation, (Mapping, Recommendation))
+        else repr(str(recommendation))
+    )
+    rec = load_recommendation(recommendation)
+    check_recommendation_model(rec, loaded, check_weights, where)
     input_size = _input_size(loaded)
     gates = discover_se_gates(loaded.model, input_size)
-    edits = edits_from_recommendation(data, gates)
+    edits = edits_from_recommendation(rec, gates, where)
     return _prune_loaded(loaded, gates, edits, inplace, fold)
 
 
@@ -298,7 +310,10 @@ def _prune_loaded(
     )
 
 
-def _check_edits(edits: Sequence[BlockEdit], gates: Sequence[SEGate]) -> list[tuple[SEGate, BlockEdit]]:
+def _check_edits(
+    edits: Sequence[BlockEdit], gates: Sequence[SEGate], largest: float | None = None
+) -> list[tuple[SEGate, BlockEdit]]:
+    """Check every edit before any is made; ``largest``: the biggest value the model's dtype holds."""
     if not edits:
         raise PruningError("no SE block chosen: nothing to prune (name blocks, or use a recommendation)")
     by_name = {g.name: g for g in gates}
@@ -322,6 +337,12 @@ def _check_edits(edits: Sequence[BlockEdit], gates: Sequence[SEGate]) -> list[tu
                 )
             if not all(math.isfinite(v) for v in edit.scale):
                 raise PruningError(f"constant scale for {edit.name} holds NaN or infinite values")
+            too_large = next((v for v in edit.scale if largest is not None and abs(v) > largest), None)
+            if too_large is not None:
+                raise PruningError(
+                    f"constant scale for {edit.name} holds {too_large:g}, beyond what the model's parameters "
+                    f"hold (+-{largest:.4g}); it would become infinite"
+                )
         plan.append((gate, edit))
     return plan
 
@@ -494,9 +515,6 @@ __all__ = [
     "PrunedModel",
     "PruningError",
     "apply_saved_edits",
-    "check_recommendation_model",
-    "edits_from_recommendation",
-    "load_recommendation",
     "logits_of",
     "prune",
     "prune_blocks",

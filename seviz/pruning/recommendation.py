@@ -38,11 +38,29 @@ from seviz.analysis import (
 )
 from seviz.analysis.results import _float, _unknown
 from seviz.errors import OutputError, RecommendationError
+from seviz.pruning import _rec_fields as _fields
 from seviz.store import Store
 
 RECOMMENDATION_VERSION = 1
 VERDICTS = ("identity", "constant", "keep")
 _HOW = "make one with `seviz recommend STORE --out rec.json`"
+# The fields of rec.json (what to_dict writes); anything else is refused, so a typo is never ignored.
+_TOP_FIELDS = ("seviz_recommendation", "model", "store", "thresholds", "statistics", "blocks", "totals")
+_BLOCK_FIELDS = (
+    "name",
+    "module",
+    "stage",
+    "block",
+    "channels",
+    "verdict",
+    "reason",
+    "scores",
+    "params",
+    "flops",
+    "constant_vector",
+)
+_STORE_TEXT = ("file", "model", "model_spec", "weights_sha256", "created", "dtype", "precision")
+_MAX_FILE_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -68,7 +86,8 @@ class Thresholds:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or not 0.0 <= float(value) <= 1.0:
                 raise RecommendationError(f"threshold {f.name}={value!r} must be a number in [0, 1]")
 
 
@@ -271,36 +290,90 @@ class Recommendation:
         atomic_write_text(md_path, self.to_markdown())
         return json_path, md_path
 
+    @property
+    def model_spec(self) -> str:
+        """The ``--model`` spec of the store the recommendation was made from ("" when not recorded)."""
+        value = self.store.get("model_spec", "")
+        return value if isinstance(value, str) else ""
+
+    @property
+    def weights_sha256(self) -> str:
+        """SHA-256 of the weights the store was recorded with ("" when not recorded)."""
+        value = self.store.get("weights_sha256", "")
+        return value if isinstance(value, str) else ""
+
     @classmethod
     def from_dict(cls, data: Any, source: str = "recommendation") -> Recommendation:
-        """Rebuild from :meth:`to_dict` output, checking it on the way.
+        """Rebuild from :meth:`to_dict` output, checking it against the schema on the way.
+
+        Required: ``seviz_recommendation`` (the format version), ``model`` and
+        ``blocks``; ``store``, ``thresholds``, ``statistics`` and ``totals``
+        (recomputed) may be left out of a hand-written file. Every field has
+        its type; numbers are finite (gate values in float32, integers in 64
+        bits); a ``constant`` block carries one gate value >= 0 per channel.
 
         Raises:
-            RecommendationError: ``data`` is not a seviz recommendation of a version this reads.
+            RecommendationError: The first field that does not fit, named.
         """
         if not isinstance(data, dict) or "seviz_recommendation" not in data:
             raise RecommendationError(
                 f"{source} is not a seviz recommendation (no 'seviz_recommendation' key); {_HOW}"
             )
         version = data["seviz_recommendation"]
-        if not isinstance(version, int) or version > RECOMMENDATION_VERSION:
+        if (
+            isinstance(version, bool)
+            or not isinstance(version, int)
+            or not 1 <= version <= RECOMMENDATION_VERSION
+        ):
             raise RecommendationError(
-                f"{source} has recommendation version {version!r}; this seviz reads up to "
-                f"{RECOMMENDATION_VERSION} (upgrade seviz)"
+                f"{source} has recommendation version {_fields.shown(version)}; this seviz reads 1 to "
+                f"{RECOMMENDATION_VERSION} (upgrade seviz for a newer one)"
             )
-        missing = [k for k in ("model", "store", "thresholds", "blocks") if k not in data]
+        _fields.only_keys(data, _TOP_FIELDS, source)
+        missing = [k for k in ("model", "blocks") if k not in data]
         if missing:
             raise RecommendationError(f"{source} lacks {', '.join(missing)}; {_HOW}")
-        try:
-            thresholds = Thresholds(**data["thresholds"])
-        except TypeError as error:
-            raise RecommendationError(f"{source}: bad thresholds {data['thresholds']!r} ({error})") from None
+        model = _fields.text(data["model"], f"{source}: model", required=True)
+        store = _fields.mapping(data.get("store", {}), f"{source}: store")
+        for key, value in store.items():
+            where = f"{source}: store.{key}"
+            if key in _STORE_TEXT:
+                _fields.text(value, where)
+            elif key == "samples":
+                _fields.integer(value, where)
+            elif key == "complete":
+                if not isinstance(value, bool):
+                    raise _fields.fail(where, f"is {_fields.kind(value)}, not true/false")
+            elif key == "gate_error_max_abs":
+                _fields.number(value, where, low=0.0, high=None)
+            else:
+                _fields.scalar(value, where)
+        thresholds = _thresholds(data.get("thresholds", {}), f"{source}: thresholds")
+        statistics = _fields.mapping(data.get("statistics", {}), f"{source}: statistics")
+        for key, value in statistics.items():
+            where = f"{source}: statistics.{key}"
+            if isinstance(value, list):
+                for i, item in enumerate(value):
+                    _fields.scalar(item, f"{where}[{i}]")
+            else:
+                _fields.scalar(value, where)
+        _fields.mapping(data.get("totals", {}), f"{source}: totals")  # derived: recomputed, not read
+        blocks = data["blocks"]
+        if not isinstance(blocks, list):
+            raise _fields.fail(
+                f"{source}: blocks", f"is {_fields.kind(blocks)}, not a list of block verdicts"
+            )
+        verdicts = tuple(_verdict_from_dict(b, f"{source}: blocks[{i}]") for i, b in enumerate(blocks))
+        names = [v.name for v in verdicts]
+        twice = next((n for n in names if names.count(n) > 1), None)
+        if twice is not None:
+            raise _fields.fail(f"{source}: blocks", f"name {twice!r} twice; give each block one verdict")
         return cls(
-            model=str(data["model"]),
-            store=dict(data["store"]),
+            model=model,
+            store=dict(store),
             thresholds=thresholds,
-            statistics=dict(data.get("statistics", {})),
-            blocks=tuple(_verdict_from_dict(b, source) for b in data["blocks"]),
+            statistics=dict(statistics),
+            blocks=verdicts,
         )
 
 
@@ -408,69 +481,100 @@ def recommend(
     )
 
 
-def load_recommendation(path: str | os.PathLike, model: str | None = None) -> Recommendation:
-    """Read and check a ``rec.json`` written by :meth:`Recommendation.write`.
+def load_recommendation(
+    source: str | os.PathLike | Mapping[str, Any] | Recommendation, model: str | None = None
+) -> Recommendation:
+    """Read and check a ``rec.json`` written by :meth:`Recommendation.write`: the one reader of the format.
 
     Args:
-        path: The JSON file.
+        source: The JSON file, its parsed content, or a :class:`Recommendation`.
         model: If given, the model the recommendation must be for.
 
     Raises:
         FileNotFoundError: No such file.
-        RecommendationError: Not a seviz recommendation, or one for another model.
+        RecommendationError: Not JSON, not a seviz recommendation, a field that
+            does not fit the schema (see :meth:`Recommendation.from_dict`), or
+            one for another model.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"recommendation {str(path)!r} does not exist; {_HOW}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RecommendationError(f"{str(path)!r} is not a JSON file ({error}); {_HOW}") from None
-    rec = Recommendation.from_dict(data, source=repr(str(path)))
+    if isinstance(source, Recommendation):
+        rec, where = source, "the recommendation"
+    elif isinstance(source, Mapping):
+        where = "the recommendation"
+        rec = Recommendation.from_dict(dict(source), source=where)
+    else:
+        path = Path(source).expanduser()
+        where = repr(str(path))
+        rec = Recommendation.from_dict(_read_json(path), source=where)
     if model is not None and rec.model != model:
         raise RecommendationError(
-            f"{str(path)!r} is a recommendation for model {rec.model!r}, not {model!r}; "
+            f"{where} is a recommendation for model {rec.model!r}, not {model!r}; "
             f"run `seviz recommend` on a store recorded with {model!r}"
         )
     return rec
 
 
-def _verdict_from_dict(data: Any, source: str) -> BlockVerdict:
-    if not isinstance(data, dict):
-        raise RecommendationError(f"{source}: a block entry is {type(data).__name__}, not an object")
-    name = data.get("name", "?")
-    required = ("name", "module", "verdict", "scores", "params", "flops")
-    missing = [k for k in required if k not in data]
-    if missing:
-        raise RecommendationError(f"{source}: block {name!r} lacks {', '.join(missing)}; {_HOW}")
-    if data["verdict"] not in VERDICTS:
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(f"recommendation {str(path)!r} does not exist; {_HOW}")
+    if path.stat().st_size > _MAX_FILE_BYTES:
         raise RecommendationError(
-            f"{source}: block {name!r} has verdict {data['verdict']!r}; expected one of {', '.join(VERDICTS)}"
+            f"{str(path)!r} is {path.stat().st_size:,} bytes, far more than a recommendation; {_HOW}"
         )
-    vector = data.get("constant_vector")
-    channels = int(data.get("channels", 0))
-    if data["verdict"] == "constant":
-        if not isinstance(vector, list) or any(not isinstance(v, (int, float)) for v in vector):
-            raise RecommendationError(f"{source}: constant block {name!r} needs a numeric constant_vector")
-        if channels and len(vector) != channels:
-            raise RecommendationError(
-                f"{source}: block {name!r} has {channels} channels but a constant_vector of {len(vector)}"
-            )
-    scores = data["scores"]
-    if not isinstance(scores, Mapping):
-        raise RecommendationError(f"{source}: block {name!r} scores must be an object")
+
+    def refuse_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a number JSON allows")
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse_constant)
+    except RecursionError:
+        raise RecommendationError(f"{str(path)!r} nests too deeply to be a recommendation; {_HOW}") from None
+    except ValueError as error:  # JSONDecodeError, NaN/Infinity, an integer of thousands of digits, bad UTF-8
+        raise RecommendationError(f"{str(path)!r} is not a JSON file ({str(error)[:200]}); {_HOW}") from None
+
+
+def _thresholds(data: Any, where: str) -> Thresholds:
+    data = _fields.mapping(data, where)
+    _fields.only_keys(data, [f.name for f in fields(Thresholds)], where)
+    return Thresholds(**{key: _fields.number(value, f"{where}.{key}") for key, value in data.items()})
+
+
+def _verdict_from_dict(data: Any, where: str) -> BlockVerdict:
+    block = _fields.mapping(data, where)
+    name = block.get("name")
+    if isinstance(name, str) and name:
+        where = f"{where} ({name})"
+    _fields.only_keys(block, _BLOCK_FIELDS, where)
+    missing = [k for k in ("name", "verdict") if k not in block]
+    if missing:
+        raise RecommendationError(f"{where} lacks {', '.join(missing)}; {_HOW}")
+    name = _fields.text(block["name"], f"{where}.name", required=True)
+    verdict = _fields.text(block["verdict"], f"{where}.verdict")
+    if verdict not in VERDICTS:
+        raise RecommendationError(f"{where} has verdict {verdict!r}; expected one of {', '.join(VERDICTS)}")
+    channels = _fields.integer(block.get("channels", 0), f"{where}.channels", high=_fields.MAX_CHANNELS)
+    vector = block.get("constant_vector")
+    if vector is not None:
+        vector = _fields.gate_vector(vector, f"{where}.constant_vector", channels)
+    elif verdict == "constant":
+        raise RecommendationError(
+            f"{where} is 'constant' but has no constant_vector (the per-channel gate to fold); {_HOW}"
+        )
+    scores = _fields.mapping(block.get("scores", {}), f"{where}.scores")
+    for key, value in scores.items():
+        if value is not None:
+            _fields.number(value, f"{where}.scores.{key}", high=None)
     return BlockVerdict(
-        name=str(name),
-        module=str(data["module"]),
-        stage=int(data.get("stage", 0)),
-        block=int(data.get("block", 0)),
-        channels=channels,
-        verdict=str(data["verdict"]),
-        reason=str(data.get("reason", "")),
+        name=name,
+        module=_fields.text(block.get("module", ""), f"{where}.module"),
+        stage=_fields.integer(block.get("stage", 0), f"{where}.stage", high=10_000),
+        block=_fields.integer(block.get("block", 0), f"{where}.block", high=10_000),
+        channels=channels or (len(vector) if vector else 0),
+        verdict=verdict,
+        reason=_fields.text(block.get("reason", ""), f"{where}.reason"),
         scores=dict(scores),
-        params=int(data["params"]),
-        flops=int(data["flops"]),
-        constant_vector=None if vector is None else tuple(float(v) for v in vector),
+        params=_fields.integer(block.get("params", 0), f"{where}.params"),
+        flops=_fields.integer(block.get("flops", 0), f"{where}.flops"),
+        constant_vector=vector,
     )
 
 

@@ -34,9 +34,9 @@ from seviz._files import atomic_write_text, check_output
 from seviz._torch_utils import eval_mode, forward_hooks
 from seviz.errors import EvaluationError, StoreError
 from seviz.models.preprocessing import STORE_PREFIX, describe_preprocessing
-from seviz.pruning._from_recommendation import load_recommendation
 from seviz.pruning.apply import AppliedEdit, PrunedModel, logits_of
 from seviz.pruning.counting import FLOPS_METHOD, count_flops, count_params
+from seviz.pruning.recommendation import load_recommendation
 from seviz.se import SEGate, discover_se_gates
 from seviz.store import open_store
 
@@ -410,7 +410,7 @@ def recorded_preprocessing(
             raise StoreError(f"store {str(store)!r} records no preprocessing; pass --input-size/--mean/--std")
         return f"{STORE_PREFIX}{store}", config
     if recommendation is not None:
-        identity = load_recommendation(recommendation).get("store")
+        identity = load_recommendation(recommendation).store
         config = identity.get("preprocessing") if isinstance(identity, dict) else None
         if isinstance(identity, dict) and isinstance(config, dict) and config:
             return f"{STORE_PREFIX}{identity.get('file', '?')} (via {recommendation})", config

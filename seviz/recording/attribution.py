@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from seviz.errors import ModelLoadError, UsageError
 from seviz.models.preprocessing import STORE_PREFIX, DataConfigLike, as_request, describe_preprocessing
-from seviz.store import StoreError, open_store, write_attributions
+from seviz.store import Provenance, StoreError, open_store, write_attributions
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ def attribute(
     class_names: Sequence[str] | None = None,
     progress: bool = True,
     data_config: DataConfigLike = None,
+    trust_store_model: bool = False,
 ) -> AttributionSummary:
     """Attribute each class's logit to the SE gate channels of every recorded block.
 
@@ -55,11 +57,15 @@ def attribute(
     must be the same (checked by SHA-256), or the attributions would describe
     another network. Images are preprocessed as the store recorded them unless
     ``data_config`` says otherwise.
+    A store is a data file and may come from someone else,
+    so a recorded ``file.py:factory`` or ``module:factory`` model (code) is
+    only rebuilt when it is passed as ``model`` or ``trust_store_model`` is set.
 
     Args:
         store_path: A complete store from ``seviz record``.
         model: Model spec; default: the store's ``model_spec``.
-        weights: Weights; default: the store's weights source.
+        weights: Weights; default: the ones the store was recorded with
+            (:func:`seviz.models.weights_for_source`).
         images_per_class: Use at most N of each class's recorded images.
         batch_size: Images per backward pass.
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -67,9 +73,13 @@ def attribute(
         class_names: For a user's own model.
         progress: Show a progress bar.
         data_config: Preprocessing over the store's (see :func:`seviz.models.load_model`).
+        trust_store_model: Run the code the store's ``model_spec`` names.
 
     Raises:
-        StoreError: The store is incomplete, or the weights differ from the recorded ones.
+        StoreError: The store is incomplete or empty, none of its images can
+            be read, or the weights differ from the recorded ones.
+        ModelLoadError: The store's model is user code and neither ``model``
+            nor ``trust_store_model`` was given.
     """
     import torch
     from captum.attr import LayerGradientXActivation
@@ -77,20 +87,24 @@ def attribute(
 
     from seviz._torch_utils import eval_mode, resolve_device
     from seviz.data import ImageItem, iterate_batches
-    from seviz.models import load_model
+    from seviz.models import load_model, weights_for_source
     from seviz.se import discover_se_gates
 
+    if images_per_class is not None and images_per_class < 1:
+        raise UsageError(f"images_per_class={images_per_class} (--images-per-class) must be at least 1")
     store_path = Path(store_path)
     request = as_request(data_config)  # a bad value is refused before any model work
     with open_store(store_path) as store:
         if not store.complete:
             raise StoreError(f"store {str(store_path)!r} is incomplete; finish it with --resume first")
-        spec = model or str(store.attrs.get("model_spec") or store.attrs.get("model"))
-        source = str(store.attrs.get("weights_source", "pretrained"))
-        weights = weights or (
-            "pretrained" if source.startswith(("pretrained", "torchvision:", "demo")) else source
-        )
-        recorded_sha = str(store.attrs.get("weights_sha256", ""))
+        if len(store) == 0:
+            raise StoreError(
+                f"store {str(store_path)!r} has no samples to attribute; record images into it first"
+            )
+        provenance = store.provenance
+        spec = model or _recorded_model(provenance, store_path, trust_store_model)
+        weights = weights or weights_for_source(provenance.weights_source)
+        recorded_sha = provenance.weights_sha256
         class_order = store.recorded_class_names
         rows = []
         for name in class_order:
@@ -141,6 +155,11 @@ def attribute(
                 per_image = values.detach().flatten(1).double().cpu().numpy()
                 np.add.at(sums[gate.name], slots, per_image)
             np.add.at(counts, slots, 1)
+    if not counts.any():
+        raise StoreError(
+            f"none of the {len(items)} images recorded in {str(store_path)!r} could be read now "
+            f"(first: {items[0].path!r}); were they moved? Nothing was written"
+        )
     means = {name: total / np.maximum(counts, 1)[:, None] for name, total in sums.items()}
     write_attributions(
         store_path,
@@ -156,3 +175,22 @@ def attribute(
         METHOD,
         describe_preprocessing(loaded.data_config, loaded.preprocessing_source),
     )
+
+
+def _recorded_model(provenance: Provenance, store_path: Path, trust: bool) -> str:
+    """The model spec a store was recorded with, refused when it is code and not trusted."""
+    from seviz.models import runs_user_code
+
+    spec = provenance.model_spec or provenance.model
+    if not spec:
+        raise StoreError(
+            f"store {str(store_path)!r} names no model; pass the one it was recorded with (--model)"
+        )
+    if runs_user_code(spec) and not trust:
+        raise ModelLoadError(
+            f"store {str(store_path)!r} was recorded with {spec!r}, a model built by running code from a "
+            "Python file or module. seviz does not run code that a data file names (a store may come from "
+            f"someone else): pass --model {spec!r} (model=...) if you trust that code, or "
+            "--trust-store-model (trust_store_model=True)"
+        )
+    return spec

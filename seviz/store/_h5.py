@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -21,6 +23,27 @@ def _open_swmr(path: Path) -> h5py.File:
             raise StoreError(f"{str(path)!r} is not a readable HDF5 file ({error})") from None
 
 
+@contextmanager
+def h5_errors(path: Path, what: str) -> Iterator[None]:
+    """Turn h5py's errors on a damaged file into a :class:`StoreError` naming the file and what was read.
+
+    A truncated or overwritten file opens, and then fails wherever its missing
+    bytes are read: ``RuntimeError: Can't decode global heap prefix``,
+    ``OSError: Can't read data``, a ``KeyError`` for an object whose header is
+    gone. Only h5py calls go inside this block.
+    """
+    try:
+        yield
+    except StoreError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as error:
+        raise StoreError(
+            f"store {str(path)!r} is damaged (truncated or overwritten?): {what} failed "
+            f"({type(error).__name__}: {str(error)[:200]}); record it again with `seviz record`, "
+            "or restore it from a copy"
+        ) from None
+
+
 def _refresh(data: h5py.Dataset) -> None:
     """See rows a SWMR writer appended since the file was opened.
 
@@ -34,12 +57,19 @@ def _refresh(data: h5py.Dataset) -> None:
 
 
 def _check_is_store(f: h5py.File, path: Path) -> None:
-    if "seviz_schema" not in f.attrs or "blocks" not in f or "progress" not in f:
+    with h5_errors(path, "reading the root attributes"):
+        if "seviz_schema" not in f.attrs or "blocks" not in f or "progress" not in f:
+            raise StoreError(
+                f"{str(path)!r} is not a seviz store (no seviz_schema attribute or /blocks group); "
+                "make one with `seviz record`"
+            )
+        schema = f.attrs["seviz_schema"]
+    try:
+        schema = int(schema)
+    except (TypeError, ValueError):
         raise StoreError(
-            f"{str(path)!r} is not a seviz store (no seviz_schema attribute or /blocks group); "
-            "make one with `seviz record`"
-        )
-    schema = int(f.attrs["seviz_schema"])
+            f"{str(path)!r}: root attribute 'seviz_schema' is {schema!r}, not an integer"
+        ) from None
     if schema > SCHEMA_VERSION:
         raise StoreError(
             f"{str(path)!r} uses store schema {schema}, newer than this seviz reads "

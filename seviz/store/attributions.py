@@ -13,9 +13,10 @@ import h5py
 import numpy as np
 
 from seviz.errors import StoreError
-from seviz.store._h5 import _check_is_store, _open_swmr
+from seviz.store._checks import check_layout
+from seviz.store._h5 import _open_swmr, h5_errors
 from seviz.store.lock import StoreLock
-from seviz.store.schema import _attr_value
+from seviz.store.schema import BlockInfo, _attr_value, _integer_value, _json_value, _text_value
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ def write_attributions(
 ) -> None:
     """Write (replacing) the ``/attributions`` group of a complete store, holding its writer lock.
 
+    The store is checked (as :func:`~seviz.store.open_store` does) before anything is written.
+
     Raises:
         StoreLockedError: Another run is writing the store.
     """
@@ -57,11 +60,15 @@ def _write_attributions(
     path: Path, tables: Mapping[str, np.ndarray], classes: Sequence[str], attrs: Mapping[str, Any]
 ) -> None:
     with _open_swmr(path) as f:
-        _check_is_store(f, path)
-        if not bool(f.attrs.get("complete", False)):
+        with h5_errors(path, "checking its layout"):
+            layout = check_layout(f, path)
+        if not layout.complete:
             raise StoreError(
                 f"store {str(path)!r} is incomplete; finish it with `seviz record ... --resume` before attributing"
             )
+        unknown = sorted(set(tables) - set(layout.blocks))
+        if unknown:
+            raise StoreError(f"store {str(path)!r} has no block {unknown[0]!r} to attribute")
     with h5py.File(path, "a", libver="latest") as f:
         if "attributions" in f:
             del f["attributions"]
@@ -71,3 +78,37 @@ def _write_attributions(
         group.attrs["classes"] = json.dumps(list(classes))
         for block, values in tables.items():
             group.create_dataset(block, data=np.asarray(values, dtype=np.float32))
+
+
+def read_attributions(f: h5py.File, path: Path, blocks: Mapping[str, BlockInfo]) -> dict[str, Attributions]:
+    """The ``/attributions`` group of an open store, checked (empty when there is none).
+
+    Raises:
+        StoreError: The group holds something other than one (classes, channels)
+            float table per recorded block, or its attributes have the wrong types.
+    """
+    group = f.get("attributions")
+    if group is None:
+        return {}
+    where = f"store {str(path)!r}: /attributions"
+    if not isinstance(group, h5py.Group):
+        raise StoreError(f"{where} is a dataset, not a group; run `seviz attribute` again")
+    classes = _json_value(group.attrs.get("classes"), f"{where} attribute 'classes'", list, [])
+    if not all(isinstance(c, str) for c in classes):
+        raise StoreError(f"{where} attribute 'classes' must be a list of class names")
+    method = _text_value(group.attrs.get("method", ""), f"{where} attribute 'method'")
+    images = _integer_value(group.attrs.get("images", 0), f"{where} attribute 'images'")
+    out = {}
+    for name, data in group.items():
+        info = blocks.get(name)
+        if info is None:
+            raise StoreError(f"{where}/{name} attributes a block the store does not have")
+        if not isinstance(data, h5py.Dataset) or data.dtype.kind != "f":
+            raise StoreError(f"{where}/{name} is not a table of floats; run `seviz attribute` again")
+        if data.shape != (len(classes), info.channels):
+            raise StoreError(
+                f"{where}/{name} has shape {data.shape}; expected ({len(classes)} classes, "
+                f"{info.channels} channels); run `seviz attribute` again"
+            )
+        out[name] = Attributions(name, list(classes), np.asarray(data[()], dtype=np.float32), method, images)
+    return out

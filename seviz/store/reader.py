@@ -2,7 +2,9 @@
 
 Only the committed prefix (``/progress[0]`` samples) is ever read, so a store that
 is being written, or was left by a killed run, reads consistently. The layout is
-in :mod:`seviz.store.schema`.
+in :mod:`seviz.store.schema`; :func:`open_store` checks a file against it once
+(:mod:`seviz.store._checks`), and every later read turns h5py's errors on a
+damaged file into a :class:`~seviz.errors.StoreError`.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from seviz.errors import StoreError
-from seviz.store._h5 import _check_is_store, _committed_skips, _open_swmr, _refresh
-from seviz.store.attributions import Attributions
-from seviz.store.schema import BlockInfo, _decode, _json_attr
+from seviz.store._checks import check_layout, check_samples
+from seviz.store._h5 import _open_swmr, _refresh, h5_errors
+from seviz.store.attributions import Attributions, read_attributions
+from seviz.store.schema import BlockInfo, Provenance, _decode, _json_attr
 from seviz.store.shards import check_shards_present
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,8 @@ class Store:
     topk_prob: np.ndarray
     skipped: list[tuple[str, str]]
     complete: bool
+    provenance: Provenance = field(default_factory=Provenance)
+    dtype: str = "float16"  # of the stored gates
     _file: h5py.File | None = field(default=None, repr=False)
     _paths: np.ndarray | None = field(default=None, repr=False)
 
@@ -57,7 +62,9 @@ class Store:
     def paths(self) -> np.ndarray:
         """Image path of every committed sample (read on first use: the largest column)."""
         if self._paths is None:
-            self._paths = _decode(self._samples("path")[: len(self)])
+            column = self._samples("path")
+            with h5_errors(self.path, "reading /samples/path"):
+                self._paths = _decode(column[: len(self)])
         return self._paths
 
     @property
@@ -67,12 +74,12 @@ class Store:
     @property
     def classes(self) -> list[dict[str, Any]]:
         """Recorded classes as ``{index, name, id}`` dicts, in recording order."""
-        return _json_attr(self.attrs, "classes", [])
+        return [c.to_dict() for c in self.provenance.classes]
 
     @property
     def recorded_class_names(self) -> list[str]:
         """Names of the classes that have samples, in recording order."""
-        recorded = [c["name"] for c in self.classes]
+        recorded = [c.name for c in self.provenance.classes]
         present = set(self.class_names.tolist())
         return [name for name in recorded if name in present] or sorted(present)
 
@@ -84,16 +91,8 @@ class Store:
         """Channel attributions written by ``seviz attribute`` (empty when none)."""
         if self._file is None or not self._file.id.valid:
             self._file = _open_swmr(self.path)
-        group = self._file.get("attributions")
-        if group is None:
-            return {}
-        classes = _json_attr(group.attrs, "classes", [])
-        method = str(group.attrs.get("method", ""))
-        images = int(group.attrs.get("images", 0))
-        return {
-            name: Attributions(name, list(classes), np.asarray(data[()], dtype=np.float32), method, images)
-            for name, data in group.items()
-        }
+        with h5_errors(self.path, "reading /attributions"):
+            return read_attributions(self._file, self.path, self.blocks)
 
     def class_counts(self) -> dict[str, int]:
         names, counts = np.unique(self.class_names.astype(str), return_counts=True)
@@ -114,7 +113,8 @@ class Store:
             rows = slice(0, len(self))
         elif isinstance(rows, slice):
             rows = slice(*rows.indices(len(self)))
-        return np.asarray(data[rows], dtype=np.float32)
+        with h5_errors(self.path, f"reading /blocks/{name}"):
+            return np.asarray(data[rows], dtype=np.float32)
 
     def iter_chunks(
         self,
@@ -137,16 +137,19 @@ class Store:
         all committed samples).
         """
         data = self._dataset(name)
+        what = f"reading /blocks/{name}"
         end = len(self) if stop is None else min(len(self), stop)
         for a in range(start, end, rows):
             b = min(end, a + rows)
             if buffer is not None and dtype is None:
                 size = (b - a) * data.shape[1] * data.dtype.itemsize
                 chunk = buffer[:size].view(data.dtype).reshape(b - a, data.shape[1])
-                data.read_direct(chunk, np.s_[a:b])
+                with h5_errors(self.path, what):
+                    data.read_direct(chunk, np.s_[a:b])
                 yield slice(a, b), chunk
                 continue
-            chunk = data[a:b]
+            with h5_errors(self.path, what):
+                chunk = data[a:b]
             yield slice(a, b), chunk if dtype is None else np.asarray(chunk, dtype=dtype)
 
     def class_mask(self, class_name: str) -> np.ndarray:
@@ -166,9 +169,10 @@ class Store:
     def _column(self, group: str, name: str) -> h5py.Dataset:
         if self._file is None or not self._file.id.valid:
             self._file = _open_swmr(self.path)
-        data = self._file[group][name]
-        if self._file.swmr_mode:
-            _refresh(data)
+        with h5_errors(self.path, f"reading /{group}/{name}"):
+            data = self._file[group][name]
+            if self._file.swmr_mode:
+                _refresh(data)
         return data
 
     def close(self) -> None:
@@ -184,7 +188,13 @@ class Store:
 
 
 def open_store(path: str | os.PathLike, warn_incomplete: bool = True) -> Store:
-    """Open a seviz store for reading.
+    """Open a seviz store for reading, after checking it against the schema.
+
+    The check covers the file's structure, not its gates: every dataset the
+    schema names is present, of its kind (integers, floats, text), shape and
+    length (at least the committed samples; exactly them in a complete store),
+    every attribute has its type (JSON ones are JSON), and ``/progress`` is
+    consistent. Gate values outside [0, 1] are reported by the analysis.
 
     Args:
         path: The ``.h5`` file written by ``seviz record``.
@@ -195,65 +205,50 @@ def open_store(path: str | os.PathLike, warn_incomplete: bool = True) -> Store:
 
     Raises:
         FileNotFoundError: The path does not exist.
-        StoreError: The file is not a seviz store.
+        StoreError: The file is not a seviz store, or is damaged; the message
+            names the dataset or attribute.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"store {str(path)!r} does not exist")
+    where = f"store {str(path)!r}"
     f = _open_swmr(path)
     try:
-        _check_is_store(f, path)
         check_shards_present(f, path)
-        progress = f["progress"]
-        if f.swmr_mode:
-            progress.refresh()
-        count = int(progress[0])
+        with h5_errors(path, "checking its layout"):
+            layout = check_layout(f, path)
+        count = layout.samples
         samples = {}
         for name in _EAGER_COLUMNS:
-            data = f["samples"][name]
-            if f.swmr_mode:
-                _refresh(data)
-            samples[name] = _decode(data[:count])
-        blocks = {}
-        for name, data in f["blocks"].items():
-            a = data.attrs
-            blocks[name] = BlockInfo(
-                name=name,
-                module=str(a.get("module", "")),
-                stage=int(a.get("stage", 0)),
-                block=int(a.get("block", 0)),
-                channels=int(a.get("channels", data.shape[1])),
-                kind=str(a.get("kind", "")),
-                params=int(a.get("params", 0)),
-                flops=int(a.get("flops", 0)),
+            with h5_errors(path, f"reading /samples/{name}"):
+                samples[name] = _decode(f["samples"][name][:count])
+        check_samples(samples, where)
+        with h5_errors(path, "reading /skipped"):
+            skipped = list(
+                zip(
+                    _decode(f["skipped/path"][: layout.skips]).tolist(),
+                    _decode(f["skipped/reason"][: layout.skips]).tolist(),
+                    strict=True,
+                )
             )
-        blocks = dict(sorted(blocks.items(), key=lambda item: (item[1].stage, item[1].block, item[0])))
-        skips = _committed_skips(f)
-        skipped = list(
-            zip(
-                _decode(f["skipped/path"][:skips]).tolist(),
-                _decode(f["skipped/reason"][:skips]).tolist(),
-                strict=True,
-            )
-        )
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-        complete = bool(attrs.get("complete", False))
-    except Exception:
+    except BaseException:
         f.close()
         raise
     store = Store(
         path=path,
-        attrs=attrs,
-        blocks=blocks,
+        attrs=layout.attrs,
+        blocks=layout.blocks,
         labels=samples["label"],
         class_names=samples["class_name"],
         topk_index=samples["topk_index"],
         topk_prob=samples["topk_prob"],
         skipped=skipped,
-        complete=complete,
+        complete=layout.complete,
+        provenance=layout.provenance,
+        dtype=layout.dtype,
         _file=f,
     )
-    if not complete and warn_incomplete:
+    if not layout.complete and warn_incomplete:
         log.warning(
             "store %s is incomplete (the recording did not finish); reading its %d committed samples. "
             "Finish it with `seviz record ... --resume`.",

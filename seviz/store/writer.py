@@ -40,6 +40,7 @@ from seviz.store.schema import (
     SCHEMA_VERSION,
     TOPK,
     BlockInfo,
+    Provenance,
     SampleBatch,
     _attr_value,
     _fixed_str,
@@ -88,7 +89,7 @@ class StoreWriter:
         self,
         path: str | os.PathLike,
         blocks: Sequence[BlockInfo],
-        attrs: Mapping[str, Any],
+        attrs: Provenance | Mapping[str, Any],
         dtype: str = "float16",
         overwrite: bool = False,
         resume: bool = False,
@@ -99,6 +100,10 @@ class StoreWriter:
         lock: StoreLock | None = None,
     ) -> None:
         self.path = Path(path).expanduser()
+        # The provenance goes through its one record, so every key and type is the schema's
+        # (checked before any file is touched).
+        if not isinstance(attrs, Provenance):
+            attrs = Provenance.from_attrs(attrs, f"store {str(self.path)!r}", strict=True)
         self.blocks = list(blocks)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float16, np.float32):
@@ -124,7 +129,7 @@ class StoreWriter:
 
     def _open(
         self,
-        attrs: Mapping[str, Any],
+        attrs: Provenance,
         overwrite: bool,
         resume: bool,
         path_length: int,
@@ -149,10 +154,10 @@ class StoreWriter:
         }
         self._file.swmr_mode = True
 
-    def _create_layout(self, attrs: Mapping[str, Any], path_length: int, name_length: int) -> None:
+    def _create_layout(self, attrs: Provenance, path_length: int, name_length: int) -> None:
         f = self._file
-        for key, value in attrs.items():
-            f.attrs[key] = _attr_value(value)
+        for key, value in attrs.to_attrs().items():
+            f.attrs[key] = value
         f.attrs["seviz_schema"] = SCHEMA_VERSION
         f.attrs["dtype"] = self.dtype.name
         f.attrs["complete"] = False

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from seviz.errors import RecommendationError
 from seviz.models import LoadedModel, load_model
 from seviz.models.demo_network import CIFAR10_CLASSES, DEMO_MODEL_NAME, build_demo_model, demo_pretrained_cfg
 from seviz.pruning.apply import (
@@ -373,7 +374,7 @@ def test_recommendation_file_round_trip(tmp_path):
 
 def test_recommendation_for_another_model_names_both():
     loaded = demo_loaded(demo())
-    with pytest.raises(PruningError, match=r"'legacy_seresnet50.in1k'.*'se_resnet50_cifar10'"):
+    with pytest.raises(RecommendationError, match=r"'legacy_seresnet50.in1k'.*'se_resnet50_cifar10'"):
         prune_from_recommendation(loaded, _recommendation([], model="legacy_seresnet50.in1k"))
 
 
@@ -382,23 +383,25 @@ def test_recommendation_for_other_weights_is_refused_unless_told():
     recommendation = _recommendation([{"name": "SE_5_3", "verdict": "identity"}])
     # As seviz recommend writes it: the store's identity names the weights.
     recommendation["store"] = {"model": DEMO_MODEL_NAME, "weights_sha256": "f" * 64}
-    with pytest.raises(PruningError, match="SHA-256 ffff"):
+    with pytest.raises(RecommendationError, match="SHA-256 ffff"):
         prune_from_recommendation(loaded, recommendation)
     assert prune_from_recommendation(loaded, recommendation, check_weights=False).edits[0].name == "SE_5_3"
 
 
 def test_bad_recommendations_are_clear_errors(tmp_path):
     loaded = demo_loaded(demo())
-    with pytest.raises(PruningError, match="not a seviz recommendation"):
+    # Reading (one reader, seviz.pruning.load_recommendation) refuses with RecommendationError ...
+    with pytest.raises(RecommendationError, match="not a seviz recommendation"):
         prune_from_recommendation(loaded, {"blocks": []})
-    with pytest.raises(PruningError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         prune_from_recommendation(loaded, tmp_path / "missing.json")
+    with pytest.raises(RecommendationError, match="no constant_vector"):
+        prune_from_recommendation(loaded, _recommendation([{"name": "SE_5_3", "verdict": "constant"}]))
+    # ... and applying its verdicts to this model with PruningError.
     with pytest.raises(PruningError, match="'SE_9_1' is not in the model"):
         prune_from_recommendation(loaded, _recommendation([{"name": "SE_9_1", "verdict": "identity"}]))
     with pytest.raises(PruningError, match="nothing to prune"):
         prune_from_recommendation(loaded, _recommendation([{"name": "SE_5_3", "verdict": "keep"}]))
-    with pytest.raises(PruningError, match="no constant_vector"):
-        prune_from_recommendation(loaded, _recommendation([{"name": "SE_5_3", "verdict": "constant"}]))
     with pytest.raises(PruningError, match="another model"):
         prune_from_recommendation(
             loaded, _recommendation([{"name": "SE_5_3", "module": "layer9.se", "verdict": "identity"}])

@@ -161,7 +161,9 @@ def test_load_rejects_what_is_not_a_recommendation(rec, tmp_path):
     broken = json.loads(rec.to_json())
     broken["blocks"][1]["constant_vector"] = [0.5]
     bad.write_text(json.dumps(broken))
-    with pytest.raises(RecommendationError, match="24 channels but a constant_vector of 1"):
+    with pytest.raises(
+        RecommendationError, match=r"constant_vector has 1 gate values for a block of 24 channels"
+    ):
         load_recommendation(bad)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_recommendation(tmp_path / "missing.json")
