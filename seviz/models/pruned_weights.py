@@ -170,10 +170,14 @@ _FOR_GATES = ("ones_gate", "constant_gate")
 
 
 def _shown(value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 1 << 63:
+    """What a bad value is, for a message: ``an integer -5``, ``text '512'``, ``the boolean true``."""
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int) and abs(value) > 1 << 63:
         return f"an integer of {len(str(abs(value)))} digits"
+    names = {int: "an integer", float: "a number", str: "text", list: "a list", dict: "an object"}
     text = repr(value)
-    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+    return f"{names.get(type(value), type(value).__name__)} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 def _text(value: Any, what: str) -> str:

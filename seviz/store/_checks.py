@@ -100,29 +100,56 @@ def check_layout(f: h5py.File, path: Path) -> CheckedLayout:
     if not blocks:
         raise StoreError(f"{where} has no datasets in /blocks: it holds no SE gates; {_FIX}")
     blocks = dict(sorted(blocks.items(), key=lambda item: (item[1].stage, item[1].block, item[0])))
+    # Every image-list entry consumed is a sample or a skipped file, so /skipped holds the rest.
     skipped = _group(f, "skipped", where)
-    rows = [_column(skipped, name, "text", (), 0, False, where).shape[0] for name in SKIPPED_COLUMNS]
+    for name in SKIPPED_COLUMNS:
+        _column(skipped, name, "text", (), skips, complete, where, counted="unreadable files")
     return CheckedLayout(
         attrs=attrs,
         provenance=provenance,
         blocks=blocks,
         samples=samples,
         consumed=consumed,
-        skips=min(skips, *rows),
+        skips=skips,
         complete=complete,
         dtype=dtype,
     )
 
 
-def check_samples(columns: Mapping[str, np.ndarray], where: str) -> None:
-    """Values of the committed sample columns that a reader relies on."""
-    labels = columns["label"]
+def check_samples(columns: Mapping[str, np.ndarray], provenance: Provenance, where: str) -> None:
+    """Values of the committed sample columns that a reader relies on.
+
+    Labels are class indices (>= 0); where the store lists its classes, each
+    sample's class name is one of them and its label is that class's index,
+    so the per-class statistics (by name) and the attributions (by label)
+    describe the same images.
+    """
+    labels, names = columns["label"], columns["class_name"]
     if labels.size and int(labels.min()) < 0:
         first = int(np.flatnonzero(labels < 0)[0])
         raise StoreError(f"{where}: /samples/label[{first}] is {int(labels[first])}; class indices are >= 0")
     prob = columns["topk_prob"]
     if prob.size and not np.isfinite(prob).all():
         raise StoreError(f"{where}: /samples/topk_prob holds NaN or infinite values; {_FIX}")
+    if not provenance.classes or not labels.size:
+        return
+    index = {c.name: c.index for c in provenance.classes}
+    present, inverse = np.unique(names, return_inverse=True)
+    unknown = [name for name in present.tolist() if name not in index]
+    if unknown:
+        first = int(np.flatnonzero(names == unknown[0])[0])
+        raise StoreError(
+            f"{where}: /samples/class_name[{first}] is {unknown[0]!r}, not one of the recorded classes "
+            f"({', '.join(index)}; root attribute 'classes'); {_FIX}"
+        )
+    expected = np.asarray([index[name] for name in present.tolist()], dtype=np.int64)[inverse.ravel()]
+    wrong = np.flatnonzero(expected != labels)
+    if wrong.size:
+        first = int(wrong[0])
+        raise StoreError(
+            f"{where}: /samples/label[{first}] is {int(labels[first])}, but its class "
+            f"{str(names[first])!r} has index {int(expected[first])} (root attribute 'classes'); {_FIX}"
+        )
 
 
 def _progress(f: h5py.File, where: str) -> tuple[int, int]:
@@ -156,7 +183,14 @@ def _group(f: h5py.File, name: str, where: str) -> h5py.Group:
 
 
 def _column(
-    group: h5py.Group, name: str, kind: str, tail: tuple[int, ...], rows: int, complete: bool, where: str
+    group: h5py.Group,
+    name: str,
+    kind: str,
+    tail: tuple[int, ...],
+    rows: int,
+    complete: bool,
+    where: str,
+    counted: str = "samples",
 ) -> h5py.Dataset:
     label = f"{group.name}/{name}"
     data = group.get(name)
@@ -175,7 +209,7 @@ def _column(
         )
     if not _has_kind(data.dtype, kind):
         raise StoreError(f"{where}: {label} holds {data.dtype}, not {_KIND_NAMES[kind]}; {_FIX}")
-    _check_rows(label, shape[0], rows, complete, where)
+    _check_rows(label, shape[0], rows, complete, where, counted)
     return data
 
 
@@ -196,12 +230,12 @@ def _block(group: h5py.Group, name: str, rows: int, complete: bool, where: str) 
         )
     _check_rows(label, shape[0], rows, complete, where)
     values: dict[str, Any] = {}
+    attrs = dict(data.attrs.items())
     for key, kind in BLOCK_ATTRS.items():
-        if key not in data.attrs:
+        if key not in attrs:
             continue
         what = f"{where}: {label} attribute {key!r}"
-        value = data.attrs[key]
-        values[key] = _text_value(value, what) if kind is str else _integer_value(value, what)
+        values[key] = _text_value(attrs[key], what) if kind is str else _integer_value(attrs[key], what)
     channels = values.pop("channels", shape[1])
     if channels != shape[1]:
         raise StoreError(
@@ -210,15 +244,17 @@ def _block(group: h5py.Group, name: str, rows: int, complete: bool, where: str) 
     return BlockInfo(name=name, channels=int(shape[1]), **{"module": "", "stage": 0, "block": 0, **values})
 
 
-def _check_rows(label: str, present: int, rows: int, complete: bool, where: str) -> None:
+def _check_rows(
+    label: str, present: int, rows: int, complete: bool, where: str, counted: str = "samples"
+) -> None:
     if present < rows:
         raise StoreError(
-            f"{where}: {label} has {present} rows but /progress says {rows} samples are committed "
+            f"{where}: {label} has {present} rows but /progress says {rows} {counted} are committed "
             f"(a damaged or hand-edited file); {_FIX}"
         )
     if complete and present != rows:
         raise StoreError(
-            f"{where}: {label} has {present} rows but the store is marked complete with {rows} samples "
+            f"{where}: {label} has {present} rows but the store is marked complete with {rows} {counted} "
             f"(/progress); {_FIX}"
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,14 +14,56 @@ from seviz.store.schema import SCHEMA_VERSION
 
 
 def _open_swmr(path: Path) -> h5py.File:
+    """Open a store for reading: plainly when it is closed, in SWMR mode while it is written.
+
+    A closed file opens plainly first, where HDF5 reads every piece of
+    metadata once: a damaged file fails at once. An SWMR reader retries a
+    piece whose checksum fails, with a backoff that can last minutes, so SWMR
+    is kept for files that need it: being written, or left by a killed writer
+    (HDF5 refuses those a plain open). A file shorter than its superblock says
+    is refused before either.
+    """
+    _check_length(path)
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        if "truncated file" in str(error):
+            raise _truncated(path, str(error)) from None
     try:
         return h5py.File(path, "r", libver="latest", swmr=True)
-    except OSError:
-        try:
-            # Files written without SWMR (an older h5py, another tool) open plainly.
-            return h5py.File(path, "r")
-        except OSError as error:
-            raise StoreError(f"{str(path)!r} is not a readable HDF5 file ({error})") from None
+    except OSError as error:
+        raise StoreError(f"{str(path)!r} is not a readable HDF5 file ({error})") from None
+
+
+_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _check_length(path: Path) -> None:
+    """Refuse a file cut short: fewer bytes than the end-of-file address in its HDF5 superblock."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+            size = os.fstat(handle.fileno()).st_size
+    except OSError as error:
+        raise StoreError(f"cannot read {str(path)!r}: {error.strerror or error}") from None
+    if len(head) < 48 or not head.startswith(_SIGNATURE):
+        return  # not HDF5 at offset 0 (or a user block): h5py says what it is
+    version = head[8]
+    width = head[9] if version >= 2 else head[13]
+    if width not in (2, 4, 8):
+        return
+    at = 12 + 2 * width if version >= 2 else (24 if version == 0 else 28) + 2 * width
+    base = int.from_bytes(head[at - 2 * width : at - width], "little") if version >= 2 else 0
+    end = int.from_bytes(head[at : at + width], "little")
+    if end != (1 << (8 * width)) - 1 and size < base + end:
+        raise _truncated(path, f"{size:,} bytes of {base + end:,}")
+
+
+def _truncated(path: Path, detail: str) -> StoreError:
+    return StoreError(
+        f"store {str(path)!r} is truncated ({detail}): cut short by a failed copy or a full disk, or still "
+        "being created; record it again with `seviz record`, or restore it from a copy"
+    )
 
 
 @contextmanager

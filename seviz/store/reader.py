@@ -222,7 +222,7 @@ def open_store(path: str | os.PathLike, warn_incomplete: bool = True) -> Store:
         for name in _EAGER_COLUMNS:
             with h5_errors(path, f"reading /samples/{name}"):
                 samples[name] = _decode(f["samples"][name][:count])
-        check_samples(samples, where)
+        check_samples(samples, layout.provenance, where)
         with h5_errors(path, "reading /skipped"):
             skipped = list(
                 zip(

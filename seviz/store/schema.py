@@ -232,9 +232,21 @@ def _json_value(value: Any, what: str, kind: type, default: Any) -> Any:
 
 
 def _kind(value: Any) -> str:
+    """What a bad value is, for a message: ``an integer 7``, ``a list [1, 2]``, ``an array of shape (3,)``."""
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape}"
-    return f"{type(value).__name__} {value!r}"[:120]
+    if isinstance(value, np.generic):
+        value = value.item()
+    names = {
+        bool: "the flag",
+        int: "an integer",
+        float: "a number",
+        str: "text",
+        bytes: "bytes",
+        list: "a list",
+    }
+    name = names.get(type(value), "an object" if isinstance(value, dict) else type(value).__name__)
+    return f"{name} {value!r}"[:120]
 
 
 @dataclass(frozen=True)

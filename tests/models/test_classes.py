@@ -127,3 +127,19 @@ def test_split_class_list():
     assert split_class_list(" goldfish, pug ,,") == ["goldfish", "pug"]
     assert split_class_list(["a", " b "]) == ["a", "b"]
     assert split_class_list(None) == []
+
+
+@pytest.mark.parametrize("term", ["", ",", " , ,", []])
+def test_a_class_list_that_names_no_class_is_refused_not_every_class(term, demo):
+    with pytest.raises(ClassResolutionError, match="names no class; .*drop --classes to use every class"):
+        resolve_classes(term, demo)
+
+
+def test_finding_images_with_an_empty_class_list_is_refused(demo, tmp_path):
+    from seviz.data import find_images
+
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "0.png").write_bytes(b"")
+    assert len(find_images(tmp_path, demo)) == 1  # no --classes: every class
+    with pytest.raises(ClassResolutionError, match="names no class"):
+        find_images(tmp_path, demo, classes=",")

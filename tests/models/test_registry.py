@@ -226,3 +226,46 @@ def test_torchvision_efficientnet_b0_random():
     assert loaded.data_config["input_size"] == (3, 224, 224)
     gates = discover_se_gates(loaded.model, (3, 64, 64))
     assert len(gates) == 16 and {g.kind for g in gates} == {"torchvision.SqueezeExcitation"}
+
+
+# ---------------------------------------------------------------- options that would be ignored are refused
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"class_names": ["a", "b"]}, r"--class-names: the demo model .* has its own classes \(airplane, "),
+        ({"num_classes": 5}, r"--num-classes 5: the demo model .* has 10 outputs"),
+        ({"num_classes": 0}, r"--num-classes 0 is not a number of outputs"),
+    ],
+)
+def test_the_demo_model_refuses_options_it_would_ignore(options, message):
+    with pytest.raises(ModelLoadError, match=message):
+        load_model("se_resnet50_cifar10", "random", **options)
+
+
+def test_the_demo_model_accepts_its_own_class_names_and_size():
+    from seviz.models.demo_network import CIFAR10_CLASSES
+
+    loaded = load_model("se_resnet50_cifar10", "random", num_classes=10, class_names=list(CIFAR10_CLASSES))
+    assert loaded.class_names == tuple(CIFAR10_CLASSES)
+
+
+@pytest.mark.parametrize("spec", ["seresnet18", "torchvision:efficientnet_b0"])
+def test_zero_outputs_are_refused_for_every_family(spec, tiny_spec):
+    for each in (spec, tiny_spec):
+        with pytest.raises(ModelLoadError, match="--num-classes 0 is not a number of outputs"):
+            load_model(each, "random", num_classes=0)
+
+
+def test_the_weights_a_store_names_are_found_by_one_function():
+    from seviz.models import runs_user_code, weights_for_source
+
+    assert weights_for_source("pretrained:legacy_seresnet50.in1k") == "pretrained"
+    assert weights_for_source("torchvision:EfficientNet_B0_Weights.IMAGENET1K_V1") == "pretrained"
+    assert weights_for_source("demo") == weights_for_source("") == "pretrained"
+    assert weights_for_source("random") == "random"
+    assert weights_for_source("/models/w.safetensors") == "/models/w.safetensors"
+    assert runs_user_code("net.py:build") and runs_user_code("package.module:make")
+    assert not runs_user_code("torchvision:efficientnet_b0") and not runs_user_code("se_resnet50")
+    assert not runs_user_code("hf-hub:timm/seresnet50.a1_in1k")

@@ -586,3 +586,27 @@ def test_a_gate_level_edit_saves_and_loads(tmp_path):
 
     rebuilt.load_state_dict(load_file(str(path)), strict=True)
     torch.testing.assert_close(logits(rebuilt, x), logits(pruned.model, x), rtol=0, atol=1e-6)
+
+
+def test_gate_values_are_checked_in_the_model_dtype():
+    """1e39 is finite in float64 and +inf in float32: the folded model would score 0%."""
+    model = demo()
+    loaded = demo_loaded(model)
+    rec = _recommendation([{"name": "SE_5_1", "verdict": "constant", "constant_vector": [1e39] * 512}])
+    with pytest.raises(RecommendationError, match=r"constant_vector\[0\] is 1e\+39, beyond float32's range"):
+        prune_from_recommendation(loaded, rec)
+    gates = discover_se_gates(model, DEMO_INPUT)
+    half = copy.deepcopy(model).half()
+    with pytest.raises(
+        PruningError, match=r"holds 100000, beyond what the model's parameters hold \(\+-6\.55e\+04\)"
+    ):
+        prune(half, gates, [BlockEdit("SE_5_1", "constant", (1e5,) * 512)], DEMO_INPUT)
+
+
+def test_a_recommendation_for_blocks_of_another_width_is_refused():
+    loaded = demo_loaded(demo())
+    rec = _recommendation(
+        [{"name": "SE_5_1", "verdict": "constant", "channels": 3, "constant_vector": [0.5] * 3}]
+    )
+    with pytest.raises(PruningError, match="block SE_5_1 has 3 channels there but 512 in this model"):
+        prune_from_recommendation(loaded, rec)

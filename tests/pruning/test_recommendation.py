@@ -175,3 +175,114 @@ def test_incomplete_store_is_marked(tmp_path):
     assert json.loads(rec.to_json())["store"]["complete"] is False
     assert "incomplete recording" in rec.to_markdown()
     assert {b.name: b.verdict for b in rec.blocks} == EXPECTED
+
+
+# ---------------------------------------------------------------- rec.json against its schema (issue 13, point 10)
+
+
+def _broken(rec, edit) -> dict:
+    data = json.loads(rec.to_json())
+    edit(data)
+    return data
+
+
+def _constant(data) -> dict:
+    return next(b for b in data["blocks"] if b["verdict"] == "constant")
+
+
+SCHEMA_CASES = {
+    "a gate of 1e39 (finite in float64, +inf in float32)": (
+        lambda d: _constant(d).update(constant_vector=[1e39] * len(_constant(d)["constant_vector"])),
+        r"blocks\[1\] \(SE_3_4\)\.constant_vector\[0\] is 1e\+39, beyond float32's range",
+    ),
+    "a gate of -1000": (
+        lambda d: _constant(d)["constant_vector"].__setitem__(3, -1000),
+        r"constant_vector\[3\] is -1000; it must be at least 0",
+    ),
+    "gates of 0 on every channel": (
+        lambda d: _constant(d).update(constant_vector=[0] * len(_constant(d)["constant_vector"])),
+        r"constant_vector is 0 on every channel",
+    ),
+    "a gate of true": (
+        lambda d: _constant(d)["constant_vector"].__setitem__(0, True),
+        r"constant_vector\[0\] is the boolean true, not a number",
+    ),
+    "a list as a block name": (
+        lambda d: d["blocks"][0].update(name=["SE_2_3"]),
+        r"blocks\[0\]\.name is a list \['SE_2_3'\], not text",
+    ),
+    "a model that is not text": (lambda d: d.update(model=5), r"model is an integer 5, not text"),
+    "a vector of another length than the block": (
+        lambda d: _constant(d).update(constant_vector=[0.5] * 3),
+        r"constant_vector has 3 gate values for a block of 24 channels",
+    ),
+    "a misspelt field": (
+        lambda d: _constant(d).update(constant_vectr=[0.5]),
+        r"has a field 'constant_vectr' that rec.json does not have",
+    ),
+    "a block given twice": (lambda d: d["blocks"].append(d["blocks"][0]), r"blocks name 'SE_2_3' twice"),
+    "a boolean threshold": (
+        lambda d: d["thresholds"].update(near_one=True),
+        r"thresholds\.near_one is the boolean true, not a number",
+    ),
+    "a nested list in the statistics": (
+        lambda d: d["statistics"].update(folds=[[[5]]]),
+        r"statistics\.folds\[0\] is a list \[\[5\]\]",
+    ),
+    "a store identity of the wrong type": (
+        lambda d: d["store"].update(weights_sha256=["ab"]),
+        r"store\.weights_sha256 is a list \['ab'\], not text",
+    ),
+    "negative parameters": (
+        lambda d: d["blocks"][0].update(params=-1),
+        r"blocks\[0\] \(SE_2_3\)\.params is an integer -1",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SCHEMA_CASES))
+def test_a_recommendation_that_does_not_fit_the_schema_names_the_field(case, rec, tmp_path):
+    edit, message = SCHEMA_CASES[case]
+    path = tmp_path / "rec.json"
+    path.write_text(json.dumps(_broken(rec, edit)))
+    with pytest.raises(RecommendationError, match=message):
+        load_recommendation(path)
+    with pytest.raises(RecommendationError, match=message):
+        load_recommendation(_broken(rec, edit))  # parsed content: the same reader, the same rules
+
+
+def test_json_a_parser_accepts_but_a_recommendation_cannot_hold_is_refused(rec, tmp_path):
+    path = tmp_path / "rec.json"
+    text = rec.to_json()
+    path.write_text(text.replace('"params": 136', '"params": 1' + "0" * 400))  # 10**400
+    with pytest.raises(RecommendationError, match=r"params is an integer of 401 digits; it must lie in"):
+        load_recommendation(path)
+    path.write_text(text.replace('"near_one": 0.95', '"near_one": NaN', 1))
+    with pytest.raises(RecommendationError, match=r"not a JSON file \(NaN is not a number JSON allows\)"):
+        load_recommendation(path)
+    path.write_text(
+        '{"seviz_recommendation": 1, "model": "m", "blocks": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    )
+    with pytest.raises(RecommendationError, match="nests too deeply"):
+        load_recommendation(path)
+    path.write_text(json.dumps({**json.loads(text), "seviz_recommendation": True}))
+    with pytest.raises(RecommendationError, match="recommendation version True"):
+        load_recommendation(path)
+
+
+def test_a_hand_written_recommendation_needs_only_its_verdicts():
+    loaded = load_recommendation(
+        {"seviz_recommendation": 1, "model": "m", "blocks": [{"name": "SE_5_2", "verdict": "identity"}]}
+    )
+    assert loaded.block("SE_5_2").verdict == "identity" and loaded.thresholds == Thresholds()
+    assert load_recommendation(loaded) is loaded
+
+
+def test_there_is_one_reader_of_rec_json():
+    import importlib.util
+
+    import seviz.pruning
+    import seviz.pruning.apply
+
+    assert importlib.util.find_spec("seviz.pruning._from_recommendation") is None
+    assert seviz.pruning.load_recommendation is seviz.pruning.apply.load_recommendation

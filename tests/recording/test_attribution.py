@@ -10,6 +10,15 @@ from seviz.recording import attribute, record
 from seviz.store import StoreError, open_store
 
 
+@pytest.fixture(autouse=True)
+def _keep_sigterm():
+    import signal
+
+    handler = signal.getsignal(signal.SIGTERM)  # seviz.cli.main() turns SIGTERM into KeyboardInterrupt
+    yield
+    signal.signal(signal.SIGTERM, handler)
+
+
 @pytest.fixture()
 def weights(live_demo_weights):
     return live_demo_weights
@@ -82,3 +91,73 @@ def test_unknown_class_in_rankings_names_the_choices(store):
         table = opened.attributions()["SE_2_1"]
     with pytest.raises(StoreError, match="cat, ship"):
         table.top_channels("dog")
+
+
+# ---------------------------------------------------------------- a store's model is data, not code (issue 13, point 12)
+
+FACTORY = """
+from pathlib import Path
+
+def build(num_classes=None):
+    Path({marker!r}).write_text("ran")
+    from seviz.models.demo_network import build_demo_model
+    return build_demo_model()
+"""
+
+
+@pytest.fixture()
+def user_model_store(tmp_path, weights):
+    """A store recorded with a ``file.py:factory`` model whose code leaves a mark each time it runs."""
+    marker = tmp_path / "factory-ran"
+    factory = tmp_path / "mynet.py"
+    factory.write_text(FACTORY.format(marker=str(marker)))
+    rng = np.random.default_rng(1)
+    for label in ("0", "1"):
+        (tmp_path / "digits" / label).mkdir(parents=True)
+        for i in range(2):
+            image = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(image).save(tmp_path / "digits" / label / f"{i}.png")
+    out = tmp_path / "user.h5"
+    spec = f"{factory}:build"
+    record(spec, tmp_path / "digits", out, weights=weights, batch_size=4, workers=0, progress=False)
+    marker.unlink()
+    return out, spec, marker
+
+
+def test_attribute_does_not_run_the_code_a_store_names(user_model_store):
+    from _tiny_store import sha256
+
+    from seviz.cli import main
+    from seviz.errors import ModelLoadError
+
+    store, spec, marker = user_model_store
+    before = sha256(store)
+    with pytest.raises(
+        ModelLoadError, match=r"does not run code that a data file names.*--trust-store-model"
+    ):
+        attribute(store, progress=False)
+    assert main(["attribute", str(store), "--no-progress"]) == 2
+    assert not marker.exists() and sha256(store) == before
+    summary = attribute(store, model=spec, progress=False)  # the user names the code: it runs
+    assert marker.exists() and summary.images == 4
+    marker.unlink()
+    assert attribute(store, trust_store_model=True, progress=False).images == 4 and marker.exists()
+
+
+def test_attribute_on_an_empty_store_is_an_error(tmp_path, capsys):
+    from _tiny_store import sha256
+
+    from seviz.cli import main
+    from seviz.models.demo_network import DEMO_MODEL_NAME
+    from seviz.store import BlockInfo, StoreWriter
+
+    path = tmp_path / "empty.h5"
+    attrs = {"model": DEMO_MODEL_NAME, "model_spec": DEMO_MODEL_NAME, "weights_source": "demo"}
+    with StoreWriter(path, [BlockInfo("SE_2_1", "layer1.0.se.gate", 2, 1, 64)], attrs) as writer:
+        writer.close(complete=True)
+    before = sha256(path)
+    with pytest.raises(StoreError, match="has no samples to attribute"):
+        attribute(path, progress=False)
+    assert main(["attribute", str(path), "--no-progress"]) == 2
+    assert "has no samples to attribute" in capsys.readouterr().err
+    assert sha256(path) == before

@@ -1,0 +1,95 @@
+"""seviz/store/schema.py: the Provenance record, the one place that names a store's root attributes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from _tiny_store import TINY_ATTRS, TINY_BLOCKS, write_tiny_store
+
+from seviz.store import Provenance, RecordedClass, StoreError, StoreWriter, open_store
+
+PACKAGE = Path(__file__).resolve().parents[2] / "seviz"
+
+
+def test_provenance_round_trips_through_the_attributes_of_a_store(tmp_path):
+    path = write_tiny_store(tmp_path / "tiny.h5")
+    with open_store(path) as store:
+        provenance = store.provenance
+    assert provenance == Provenance.from_attrs(TINY_ATTRS | {"finished": "2024-01-01T00:01:00+00:00"})
+    assert provenance.classes == (RecordedClass(0, "cat"), RecordedClass(1, "dog"))
+    assert provenance.versions == {"seviz": "0.1.0", "torch": "2", "timm": "1", "h5py": "3"}
+    assert provenance.preprocessing == {"input_size": [3, 32, 32], "mean": [0.5, 0.5, 0.5]}
+    assert Provenance.from_attrs(provenance.to_attrs()) == provenance
+    with h5py.File(path, "r") as f:
+        written = {k: f.attrs[k] for k in provenance.to_attrs()}
+    assert written["classes"] == provenance.to_attrs()["classes"]
+    assert set(provenance.to_attrs()) <= set(Provenance.attr_names())
+
+
+def test_absent_attributes_take_defaults_and_others_are_ignored():
+    provenance = Provenance.from_attrs({"model": "m", "complete": True, "skipped_count": 3})
+    assert provenance.model == "m" and provenance.precision == "fp32" and provenance.classes == ()
+    assert provenance.gate_error_max_abs == 0.0 and provenance.num_classes is None
+
+
+@pytest.mark.parametrize(
+    ("attrs", "message"),
+    [
+        ({"model": 7}, r"root attribute 'model' is an integer 7, not text"),
+        ({"model": np.arange(3)}, r"'model' is an array of shape \(3,\), not text"),
+        ({"classes": "not json"}, r"'classes' is not JSON"),
+        ({"classes": '{"index": 0}'}, r"'classes' holds an object .*, not a list"),
+        ({"classes": '[{"index": 0}]'}, r"'classes'\[0\] lacks name"),
+        (
+            {"classes": '[{"index": true, "name": "cat"}]'},
+            r"'classes'\[0\].index is the flag True, not an integer",
+        ),
+        (
+            {"classes": '[{"index": 0, "name": "cat", "id": 5}]'},
+            r"'classes'\[0\].id is an integer 5, not text or null",
+        ),
+        ({"gate_error": "[1]"}, r"'gate_error' holds a list \[1\], not an object"),
+        ({"gate_error": '{"max_abs": "big"}'}, r"'gate_error': max_abs is 'big', not a number >= 0"),
+        ({"num_classes": -1}, r"'num_classes' is -1; it must be at least 0"),
+        ({"num_classes": "ten"}, r"'num_classes' is text 'ten', not an integer"),
+        ({"preprocessing": b"\xff"}, r"'preprocessing' is not UTF-8 text"),
+        ({"torch_version": 2}, r"'torch_version' is an integer 2, not text"),
+    ],
+)
+def test_each_attribute_has_its_type(attrs, message):
+    with pytest.raises(StoreError, match=message):
+        Provenance.from_attrs(attrs)
+
+
+def test_the_writer_takes_provenance_and_refuses_unknown_attributes_before_touching_a_file(tmp_path):
+    path = tmp_path / "s.h5"
+    with pytest.raises(StoreError, match=r"'modle' is not a provenance attribute"):
+        StoreWriter(path, TINY_BLOCKS, {"modle": "typo"})
+    with pytest.raises(StoreError, match=r"'classes' is not JSON"):
+        StoreWriter(path, TINY_BLOCKS, {"classes": "not json"})
+    assert not path.exists()
+    with StoreWriter(path, TINY_BLOCKS, Provenance(model="m", classes=(RecordedClass(0, "cat"),))) as writer:
+        writer.close(complete=True)
+    with open_store(path) as store:
+        assert store.provenance.model == "m" and store.classes == [{"index": 0, "name": "cat", "id": None}]
+
+
+# Modules that still read root attributes by name: the app's overview and compare pages, being
+# rewritten by another developer (the lead switches them to Provenance).
+_NOT_YET = {"app/views/overview.py", "app/views/compare.py"}
+
+
+def test_no_module_outside_the_store_reads_root_attributes_by_name():
+    keys = "|".join(re.escape(k) for k in Provenance.attr_names())
+    pattern = re.compile(rf"""attrs(\.get\(|\[)\s*["']({keys})["']""")
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative.startswith("store/") or relative in _NOT_YET:
+            continue
+        offenders += [f"{relative}: {m.group(0)}" for m in pattern.finditer(path.read_text())]
+    assert not offenders, offenders
