@@ -346,6 +346,12 @@ class Recommendation:
                     raise _fields.fail(where, f"is {_fields.kind(value)}, not true/false")
             elif key == "gate_error_max_abs":
                 _fields.number(value, where, low=0.0, high=None)
+            elif key == "preprocessing":  # the store's data config: pruning and evaluating reuse it
+                for name, item in _fields.mapping(value, where).items():
+                    for i, v in enumerate(item if isinstance(item, list) else [item]):
+                        _fields.scalar(
+                            v, f"{where}.{name}[{i}]" if isinstance(item, list) else f"{where}.{name}"
+                        )
             else:
                 _fields.scalar(value, where)
         thresholds = _thresholds(data.get("thresholds", {}), f"{source}: thresholds")

@@ -10,33 +10,29 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from seviz.errors import EvaluationError
 from seviz.pruning.apply import prune_from_recommendation
 from seviz.pruning.recommendation import Recommendation
 from seviz.pruning.verify import EvaluationReport, evaluate
-from seviz.store import Store, open_store
+from seviz.store import Provenance, Store, open_store
 
 if TYPE_CHECKING:
     from seviz.models import LoadedModel
 
-# Weights sources that `load_model(..., "pretrained")` rebuilds (timm and torchvision caches, the demo).
-_PRETRAINED_SOURCES = ("pretrained", "torchvision:", "demo")
 
+def recorded_model(provenance: Provenance) -> tuple[str, str, str]:
+    """``(model spec, weights, weights SHA-256)`` of the network a store's provenance names.
 
-def recorded_model(attrs: Mapping[str, Any]) -> tuple[str, str, str]:
-    """``(model spec, weights, weights SHA-256)`` of the network a store's attributes name.
-
-    The weights are ``"pretrained"`` for the sources :func:`seviz.models.load_model`
-    rebuilds that way, else the recorded source (a weights file's path).
+    The weights are what :func:`seviz.models.weights_for_source` gives for the recorded source.
     """
-    spec = str(attrs.get("model_spec") or attrs.get("model") or "")
-    source = str(attrs.get("weights_source", "pretrained"))
-    weights = "pretrained" if source.startswith(_PRETRAINED_SOURCES) else source
-    return spec, weights, str(attrs.get("weights_sha256", ""))
+    from seviz.models import weights_for_source
+
+    spec = provenance.model_spec or provenance.model
+    return spec, weights_for_source(provenance.weights_source), provenance.weights_sha256
 
 
 def load_recorded_model(store: Store, model: str | None = None, weights: str | None = None) -> LoadedModel:
@@ -46,12 +42,19 @@ def load_recorded_model(store: Store, model: str | None = None, weights: str | N
         ModelLoadError: The model cannot be built or its weights found.
         EvaluationError: The weights found differ from the recorded ones.
     """
-    from seviz.models import load_model
+    from seviz.models import load_model, runs_user_code
     from seviz.models.preprocessing import STORE_PREFIX, as_request
 
-    spec, recorded_weights, sha = recorded_model(store.attrs)
+    spec, recorded_weights, sha = recorded_model(store.provenance)
     if not (model or spec):
         raise EvaluationError(f"store {str(store.path)!r} does not name its model; pass the model explicitly")
+    if model is None and runs_user_code(spec):
+        # A store is a data file and may come from someone else: never run the code it names.
+        raise EvaluationError(
+            f"store {str(store.path)!r} was recorded with {spec!r}, a model built by running code from a "
+            "Python file or module; seviz does not run code a data file names: pass the model explicitly "
+            "if you trust that code"
+        )
     # The images are seen as they were recorded: the store's preprocessing, as `seviz evaluate --store`.
     recorded = store.json_attr("preprocessing", {})
     request = as_request(None).over(

@@ -274,7 +274,8 @@ _TEXT_FIELDS = (
     "finished",
     "precision",
 )
-_JSON_FIELDS = {"preprocessing": dict, "gate_error": dict, "run_config": dict}
+_JSON_FIELDS = {"preprocessing": dict, "preprocessing_source": dict, "gate_error": dict, "run_config": dict}
+_OPTIONAL_INTEGERS = ("num_classes", "rank", "world_size")
 
 
 @dataclass(frozen=True)
@@ -301,6 +302,11 @@ class Provenance:
         gate_error: The fast mode's measured gate error against fp32.
         run_config: The options a ``--resume`` must repeat.
         versions: ``{"seviz": ..., "torch": ..., "timm": ..., "h5py": ...}``.
+        preprocessing_source: Where each preprocessing value came from (``flags``,
+            ``file:PATH``, ``store:PATH``, ``model``, ``default``).
+        preprocessing_notes: Plain-words warnings about the preprocessing (an
+            ImageNet fallback, upscaled images).
+        rank, world_size: A torchrun shard's rank and the number of ranks (None otherwise).
     """
 
     model: str = ""
@@ -318,6 +324,10 @@ class Provenance:
     gate_error: Mapping[str, Any] = field(default_factory=dict)
     run_config: Mapping[str, Any] = field(default_factory=dict)
     versions: Mapping[str, str] = field(default_factory=dict)
+    preprocessing_source: Mapping[str, Any] = field(default_factory=dict)
+    preprocessing_notes: tuple[str, ...] = ()
+    rank: int | None = None
+    world_size: int | None = None
 
     @property
     def gate_error_max_abs(self) -> float:
@@ -327,8 +337,10 @@ class Provenance:
     def to_attrs(self) -> dict[str, Any]:
         """The root attributes that store this record (containers as JSON text)."""
         out: dict[str, Any] = {name: getattr(self, name) for name in _TEXT_FIELDS}
-        if self.num_classes is not None:
-            out["num_classes"] = int(self.num_classes)
+        for name in _OPTIONAL_INTEGERS:
+            if getattr(self, name) is not None:
+                out[name] = int(getattr(self, name))
+        out["preprocessing_notes"] = json.dumps(list(self.preprocessing_notes))
         for name in _JSON_FIELDS:
             out[name] = json.dumps(dict(getattr(self, name)), default=str)
         out["classes"] = json.dumps([c.to_dict() for c in self.classes])
@@ -341,6 +353,7 @@ class Provenance:
         """JSON-ready form (containers as they are, not as text)."""
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         out["classes"] = [c.to_dict() for c in self.classes]
+        out["preprocessing_notes"] = list(self.preprocessing_notes)
         for name in (*_JSON_FIELDS, "versions"):
             out[name] = dict(out[name])
         return out
@@ -350,8 +363,9 @@ class Provenance:
         """Every root attribute this record reads and writes."""
         return (
             *_TEXT_FIELDS,
-            "num_classes",
+            *_OPTIONAL_INTEGERS,
             *_JSON_FIELDS,
+            "preprocessing_notes",
             "classes",
             *(f"{name}_version" for name in VERSION_NAMES),
         )
@@ -384,8 +398,15 @@ class Provenance:
         for name in _TEXT_FIELDS:
             if name in attrs and attrs[name] is not None:
                 values[name] = _text_value(attrs[name], what(name))
-        if attrs.get("num_classes") is not None:
-            values["num_classes"] = _integer_value(attrs["num_classes"], what("num_classes"))
+        for name in _OPTIONAL_INTEGERS:
+            if attrs.get(name) is not None:
+                values[name] = _integer_value(attrs[name], what(name))
+        notes = _json_value(attrs.get("preprocessing_notes"), what("preprocessing_notes"), list, [])
+        if not all(isinstance(note, str) for note in notes):
+            raise StoreError(
+                f"{what('preprocessing_notes')} holds a non-text entry; it is a list of sentences"
+            )
+        values["preprocessing_notes"] = tuple(notes)
         for name, kind in _JSON_FIELDS.items():
             values[name] = _json_value(attrs.get(name), what(name), kind, {})
         gate_error = values["gate_error"]
