@@ -34,8 +34,9 @@ and ``ranks`` (JSON: every rank's recording summary).
 Crash safety: the file is written in HDF5 SWMR mode. Each batch is appended to
 every dataset and flushed, and only then is ``/progress`` advanced, so a run
 killed at any instant leaves a file whose first ``progress[0]`` samples are
-whole. Readers open with ``swmr=True`` (which also opens files whose writer
-died) and read only that prefix. ``complete`` is set after a clean close.
+whole. Readers open a closed file plainly, and one being written (or left by
+a killed writer, which HDF5 refuses a plain open) with ``swmr=True``, and read
+only that prefix. ``complete`` is set after a clean close.
 
 The root attributes that say where a store came from are one record,
 :class:`Provenance` (``to_attrs`` for the writer, ``from_attrs`` for every
