@@ -102,7 +102,9 @@ def test_resume_with_other_preprocessing_is_refused(tmp_path, monkeypatch):
 def test_attribute_uses_the_stores_preprocessing_unless_told(user, cifar_store, tmp_path):
     import shutil
 
-    summary = attribute(cifar_store, progress=False, device="cpu")
+    summary = attribute(
+        cifar_store, progress=False, device="cpu", trust_store_model=True
+    )  # our own test model
     assert f"from the preprocessing recorded in store {cifar_store}" in summary.preprocessing
     with open_store(cifar_store) as store:
         recorded = {name: a.values.copy() for name, a in store.attributions().items()}
@@ -110,7 +112,9 @@ def test_attribute_uses_the_stores_preprocessing_unless_told(user, cifar_store, 
 
     other = tmp_path / "other.h5"
     shutil.copy(cifar_store, other)
-    told = attribute(other, progress=False, device="cpu", data_config=IMAGENET_DEFAULT_CFG)
+    told = attribute(
+        other, progress=False, device="cpu", data_config=IMAGENET_DEFAULT_CFG, trust_store_model=True
+    )
     assert "from the data_config argument" in told.preprocessing and "store" not in told.preprocessing
     with open_store(other) as store:
         imagenet = {name: a.values for name, a in store.attributions().items()}
