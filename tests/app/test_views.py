@@ -560,7 +560,7 @@ def test_pruning_shows_what_the_evaluation_of_these_edits_measured(
     assert metrics["top-5 (edited)"][0] == "95.00%"
     assert metrics["top-1 agreement"][0] == "97.00%" and metrics["mean KL"][0] == "0.0123"
     assert metrics["params"] == ("8,880", "-11.20% vs 10,000")
-    assert metrics["FLOPs / image"] == ("1,994,000", "-0.30% vs 2,000,000")
+    assert metrics["MFLOPs / image"] == ("1.99", "-0.30% vs 2.00")
     # Per-block deltas, in points, beside each block's current verdict.
     (chart,) = _charts(at)
     deltas = _chart_data(chart, "delta").set_index("block")

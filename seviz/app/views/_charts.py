@@ -112,9 +112,10 @@ def figure6(
 ):
     """The paper's Figure 6 for one block: mean excitation per channel, one line per class.
 
-    The pointer picks the nearest channel and a tooltip lists every class's value
-    there. The hover layer has one invisible rule per channel (not one point per
-    channel and class), which keeps the browser's nearest-point search cheap.
+    The pointer picks the nearest channel, marks it with a rule, and a tooltip lists
+    every class's value there. The hover layer has one invisible rule per channel
+    (not one point per channel and class): two layers in all, which keeps the
+    browser's work per chart small.
     """
     data = _per_class_table(stats, classes, order, ["mean"])
     names = list(dict.fromkeys(data["class"]))
@@ -146,13 +147,7 @@ def figure6(
         .encode(x=x, opacity=alt.condition(nearest, alt.value(0.8), alt.value(0.0)), tooltip=tooltip)
         .add_params(nearest)
     )
-    points = (
-        alt.Chart(data)
-        .mark_point(filled=True, size=40)
-        .encode(x=x, y=y, color=alt.Color("class:N", sort=names, scale=colours, legend=None))
-        .transform_filter(nearest)
-    )
-    return finish(alt.layer(lines, rules, points), f"{stats.name}: mean excitation per class")
+    return finish(alt.layer(lines, rules), f"{stats.name}: mean excitation per class")
 
 
 def figure7(

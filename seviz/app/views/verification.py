@@ -186,7 +186,9 @@ def show_report(report: EvaluationReport, rec: Recommendation, source: str) -> N
         "mean KL", f"{report.kl:.4g}", help="Mean KL(original || edited) of the predictions, in nats."
     )
     cols[4].metric("params", f"{e.params:,}", _relative(o.params, e.params), delta_color="inverse")
-    cols[5].metric("FLOPs / image", f"{e.flops:,}", _relative(o.flops, e.flops), delta_color="inverse")
+    cols[5].metric(
+        "MFLOPs / image", f"{e.flops / 1e6:,.2f}", _relative(o.flops, e.flops, 1e-6), delta_color="inverse"
+    )
     if report.per_block:
         verdicts = {b.name: b.verdict for b in rec.blocks}
         data = pd.DataFrame(
@@ -207,14 +209,20 @@ def show_report(report: EvaluationReport, rec: Recommendation, source: str) -> N
                 width="stretch",
             )
         st.dataframe(
-            data.rename(columns={"delta": "top-1 change (pt)", "agreement": "top-1 agreement"}),
+            data.rename(
+                columns={"delta": "top-1 change (pt)", "agreement": "top-1 agreement", "kl": "mean KL"}
+            ),
             hide_index=True,
             column_config={"top-1 agreement": st.column_config.NumberColumn(format="percent")},
         )
 
 
-def _relative(before: int, after: int) -> str:
-    return f"{100 * (after - before) / before:+.2f}% vs {before:,}" if before else ""
+def _relative(before: int, after: int, scale: float = 1.0) -> str:
+    return (
+        f"{100 * (after - before) / before:+.2f}% vs {before * scale:,.{0 if scale == 1 else 2}f}"
+        if before
+        else ""
+    )
 
 
 def _job_key(path: Path, rec: Recommendation, folder: str, per_block: bool, per_class: int | None) -> str:
