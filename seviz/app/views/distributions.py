@@ -99,7 +99,7 @@ def _chart(block: BlockStatistics, c: dict[str, Any], channels: np.ndarray) -> A
     if c["view"] == VIEWS[1]:
         return _charts.figure7(block, c["figure7_class"] or c["shown"][0], order, sorted_by, c["full"])
     if c["view"] == VIEWS[2]:
-        return _charts.histograms(block, c["shown"], channels)
+        return _charts.histograms(block, c["shown"], channels, c["full"])
     return _charts.violins(block, c["shown"], channels, full_range=c["full"])
 
 
