@@ -76,10 +76,11 @@ def describe(report: EvaluationReport, rec: Recommendation) -> tuple[bool, str]:
     measured, current = report.edited_blocks, edits(rec)
     if measured == current:
         return True, f"It measured exactly the edits of these verdicts ({len(current)} blocks)."
-    what = ", ".join(f"{name} ({action})" for name, action in measured.items()) or "no edit"
+    listed = [f"{name} ({action})" for name, action in measured.items()]
+    what = ", ".join(listed[:6]) + (f" and {len(listed) - 6} more" if len(listed) > 6 else "") or "no edit"
     return False, (
-        f"It measured other edits than these verdicts make: {what}. Evaluate these edits below, or "
-        "change the thresholds."
+        f"It measured other edits than these verdicts make ({len(current)} blocks): {what}. "
+        "Evaluate these edits below, or change the thresholds."
     )
 
 
@@ -213,7 +214,11 @@ def show_report(report: EvaluationReport, rec: Recommendation, source: str) -> N
                 columns={"delta": "top-1 change (pt)", "agreement": "top-1 agreement", "kl": "mean KL"}
             ),
             hide_index=True,
-            column_config={"top-1 agreement": st.column_config.NumberColumn(format="percent")},
+            column_config={
+                "top-1 agreement": st.column_config.NumberColumn(format="percent"),
+                "top-1 change (pt)": st.column_config.NumberColumn(format="%+.2f"),
+                "mean KL": st.column_config.NumberColumn(format="%.4g"),
+            },
         )
 
 
@@ -247,17 +252,23 @@ def _evaluate_controls(path: Path, opened: Store, rec: Recommendation) -> None:
     )
     key = _job_key(path, rec, folder, per_block, per_class or None)
     registry = jobs()
-    job = registry.get(key)
+    # This session's evaluation, followed even when the thresholds have moved since it started.
+    mine = st.session_state.get("eval_job")
+    job = registry.get(mine) if isinstance(mine, str) else None
     running = job is not None and not job.finished
     if st.button("Evaluate", key="eval_start", disabled=running or not folder, type="primary"):
         if not Path(folder).is_dir():
             st.error(f"image folder {folder!r} does not exist")
         else:
-            job = start(path, rec, folder, per_block, per_class or None, key)
-            running = True
-    if job is not None:
-        st.session_state["eval_job"] = key
-        st.fragment(_progress, run_every=_POLL_S if running else None)(key)
+            job = registry.get(key)
+            if job is None or (job.finished and job.error):
+                job = start(path, rec, folder, per_block, per_class or None, key)
+            st.session_state["eval_job"] = mine = key
+            running = not job.finished
+    if job is not None and isinstance(mine, str):
+        if mine != key:
+            st.caption("The evaluation below was started with other thresholds, folder or options.")
+        st.fragment(_progress, run_every=_POLL_S if running else None)(mine)
 
 
 def start(
@@ -294,9 +305,12 @@ def _progress(key: str) -> None:
         return
     if not job.finished:
         share = job.done / job.total if job.total else 0.0
-        text = (
-            f"evaluating: batch {job.done} of {job.total}" if job.total else "loading the model and images..."
-        )
+        if not job.total:
+            text = "loading the model and images..."
+        elif job.done < job.total:
+            text = f"evaluating: batch {job.done} of {job.total}"
+        else:
+            text = f"evaluated {job.total} batches; timing both models and counting their FLOPs..."
         st.progress(min(1.0, share), text=text)
         return
     if job.error:
