@@ -1,30 +1,38 @@
-"""How fast does the app draw the distributions page of a 50,000-sample store?
+"""How fast does the app answer at ImageNet size, and on a fresh install?
 
 Writes a synthetic store (ImageNet-validation sized: 1000 classes x 50 images,
-the six blocks of the SENet paper's Figures 6-7 at SE-ResNet-50's widths),
-starts the app with :func:`seviz.app_launcher.launch_app` on a free loopback
-port, and drives Debian's chromium with Playwright. Times, from the request
-to the distributions page having drawn one chart per block:
+the six blocks of the SENet paper's Figures 6-7 at SE-ResNet-50's widths, with
+captum-style attributions and an evaluation report beside it), then drives
+Debian's chromium with Playwright against the app started by
+:func:`seviz.app.launcher.launch_app` on a free loopback port. Times, from the
+request (or the click) to every chart of the page drawn:
 
-* first load: a fresh app, so the statistics are computed (once per store);
-* second session: a new browser page on the warm app (statistics cached);
-* control changes: sorting the channels by class specificity and back, and
-  adding an eleventh class (no sample is read again; only the charts are
-  redrawn).
+* one-off: computing the statistics (and the channel ranking the explorer
+  shows) once and saving them beside the store (``STORE.seviz-cache``);
+* first load of each page in a freshly started app (it reads what was saved);
+* a new browser session on the warm app;
+* control changes: sorting the channels and adding a class (Distributions),
+  a threshold (Pruning), the channel (Channel explorer), a class (Attribution).
 
-The page shows the first 10 classes and "all classes" by default, as
-``seviz plot`` does, so each chart has 11 lines over up to 2048 channels.
-Numbers depend on the machine's load: report them with the load average the
-script prints, and compare runs made on one machine in one sitting.
+``--fresh-install`` instead times the first Distributions page of a small store
+(``--samples 1000`` by default there) with nothing saved beside it and an empty
+numba cache, as on a fresh installation.
 
-Run: ``python benchmarks/app_latency.py [--store PATH] [--samples N]``. The
-store is kept at ``--store`` and reused when it exists with the asked size.
+Numbers depend on the machine's load: the script prints the load average; compare
+runs made on one machine in one sitting.
+
+Run: ``python benchmarks/app_latency.py [--store PATH] [--samples N] [--repeats R]``,
+``python benchmarks/app_latency.py --fresh-install``, or ``--server-only`` for the
+script's own time in-process (Streamlit's AppTest, no browser). The store is kept
+at ``--store`` and reused when it exists with the asked size.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from seviz.plots import MAX_DEFAULT_CLASSES
-from seviz.store import BlockInfo, SampleBatch, StoreWriter, open_store
+from seviz.store import BlockInfo, SampleBatch, StoreWriter, open_store, write_attributions
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -63,7 +71,8 @@ def write_store(path: Path, samples: int, classes: int, seed: int = 0) -> Path:
     """A synthetic store: class-specific gates that grow more specific (and, at SE_5_2, near 1) with depth."""
     if path.exists():
         with open_store(path, warn_incomplete=False) as store:
-            if len(store) == samples and store.complete and len(store.recorded_class_names) == classes:
+            same = len(store) == samples and store.complete and len(store.recorded_class_names) == classes
+            if same and store.attributions():
                 return path
         path.unlink()
     rng = np.random.default_rng(seed)
@@ -103,7 +112,32 @@ def write_store(path: Path, samples: int, classes: int, seed: int = 0) -> Path:
                 )
             )
         writer.close(complete=True)
+    tables = {b.name: rng.normal(size=(classes, b.channels)).astype(np.float32) for b in BLOCKS}
+    write_attributions(
+        path, tables, names, {"method": "synthetic", "images": samples, "weights_sha256": "0" * 64}
+    )
     return path
+
+
+def write_evaluation(store: Path) -> Path:
+    """A ``seviz evaluate --json`` report beside the store, with per-block deltas (the Pruning page draws them)."""
+    from seviz.pruning.verify import BlockRemoval, EvaluationReport, ModelFigures
+
+    report = EvaluationReport(
+        original=ModelFigures(0.76, 0.93, 28_088_024, 3_860_000_000, None),
+        edited=ModelFigures(0.759, 0.93, 26_000_000, 3_859_000_000, None),
+        agreement_top1=0.98,
+        kl=0.01,
+        images=50_000,
+        labelled=50_000,
+        per_block=tuple(
+            BlockRemoval(b.name, b.module, 0.75, 0.93, -0.01 * i, 0.0, 0.95, 0.02)
+            for i, b in enumerate(BLOCKS)
+        ),
+        model="synthetic_se_resnet50",
+        edits=({"name": "SE_5_2", "action": "identity"},),
+    )
+    return report.write_json(store.parent / "evaluation.json", overwrite=True)
 
 
 def _free_port() -> int:
@@ -131,7 +165,7 @@ _RENDERED = """([charts, text]) => {
   if (document.querySelector('[data-stale="true"]')) return false;
   const found = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
   if (found.length !== charts) return false;
-  if (!found.every(c => c.querySelector('svg .mark-line path, canvas'))) return false;
+  if (!found.every(c => c.querySelector('svg .role-mark > *, canvas'))) return false;
   return !text || document.querySelector('[data-testid="stMain"]').innerText.includes(text);
 }"""
 # Two animation frames: whatever Vega drew after the data arrived has been painted.
@@ -143,71 +177,211 @@ def _rendered(page, charts: int, text: str | None = None, timeout_s: float = 600
     page.evaluate(_PAINTED)
 
 
+# Pages and the charts each draws for the synthetic store (Compare needs a second store: not timed).
+PAGES = {
+    "Overview": 0,
+    "Distributions": len(BLOCKS),
+    "Depth view": 2,
+    "Pruning": 1,
+    "Channel explorer": 1,
+    "Attribution": 4,
+}
+_FIRST_TEXT = {"Overview": "Provenance", "Pruning": "Verification", "Channel explorer": "Highest gates"}
+
+
+class _App:
+    """The app on a free port in its own process group (``with _App(store) as url``)."""
+
+    def __init__(self, store: Path, env: dict[str, str] | None = None) -> None:
+        self.store, self.env, self.port = store, env, _free_port()
+
+    def __enter__(self) -> str:
+        code = (
+            "import sys; from seviz.app.launcher import launch_app; "
+            f"sys.exit(launch_app([{str(self.store)!r}], root={str(self.store.parent)!r}, port={self.port}))"
+        )
+        self.server = subprocess.Popen(
+            [sys.executable, "-c", code],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=self.env,
+        )
+        _wait_healthy(self.port)
+        return f"http://127.0.0.1:{self.port}/"
+
+    def __exit__(self, *exc: object) -> None:
+        os.killpg(self.server.pid, signal.SIGTERM)
+        try:
+            self.server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.server.pid, signal.SIGKILL)
+
+
+def _timed(times: dict[str, list[float]], name: str, action, page, charts: int, text: str | None) -> None:
+    start = time.perf_counter()
+    action()
+    try:
+        _rendered(page, charts, text, timeout_s=180)
+    except Exception:
+        shot = Path(tempfile.gettempdir()) / "seviz-bench-timeout.png"
+        page.screenshot(path=str(shot))
+        print(f"{name}: not drawn ({charts} charts, text {text!r}); screenshot {shot}", file=sys.stderr)
+        raise
+    times.setdefault(name, []).append(time.perf_counter() - start)
+
+
+def _pick(page, label: str, option: str) -> None:
+    page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def _controls(page, name: str, attempt: int, times: dict[str, list[float]]) -> None:
+    """Control changes on one page, each timed from the click to the page drawn again."""
+    charts = PAGES[name]
+    if name == "Distributions":
+        for sort, marker in (
+            ("class specificity (between/within variance)", "sorted by class"),
+            ("channel index", "shown, channel order"),
+        ):
+            page.get_by_test_id("stSelectbox").filter(has_text="Sort channels by").click()
+            option = page.get_by_role("option", name=sort, exact=True)
+            _timed(times, "control: sort the channels (Distributions)", option.click, page, charts, marker)
+        classes = page.get_by_test_id("stMultiSelect").filter(has_text="Classes")
+        extra = f"class_{MAX_DEFAULT_CLASSES + attempt:04d}"
+        classes.locator("input").click()
+        classes.locator("input").type(extra)
+        option = page.get_by_role("option", name=extra, exact=True)
+        marker = f"· {MAX_DEFAULT_CLASSES + 1} classes and all"
+        _timed(times, "control: add a class (Distributions)", option.click, page, charts, marker)
+    elif name == "Pruning":
+        field = (
+            page.get_by_test_id("stNumberInput")
+            .filter(has_text="constant: max input dependence")
+            .locator("input")
+        )
+        value = f"0.{5 + attempt}"
+
+        def change() -> None:
+            field.fill(value)
+            field.press("Enter")
+
+        _timed(
+            times,
+            "control: a threshold (Pruning)",
+            change,
+            page,
+            charts,
+            f"--constant-max-dependence {value}",
+        )
+    elif name == "Channel explorer":
+        box = page.get_by_test_id("stNumberInput").filter(has_text="Channel (")
+        channel = int(box.locator("input").input_value()) + 1
+        step = box.get_by_test_id("stNumberInputStepUp")
+        marker = f" channel {channel}: mean"
+        _timed(times, "control: the channel (Channel explorer)", step.click, page, charts, marker)
+    elif name == "Attribution":
+        classes = page.get_by_test_id("stMultiSelect").filter(has_text="Classes")
+        extra = f"class_{10 + attempt:04d}"
+        classes.locator("input").click()
+        classes.locator("input").type(extra)
+        option = page.get_by_role("option", name=extra, exact=True)
+        _timed(times, "control: add a class (Attribution)", option.click, page, charts + 1, extra)
+
+
 def measure(store: Path, repeats: int = 3) -> dict[str, list[float]]:
-    """Seconds from request to rendered distributions page: cold, warm session, and control changes."""
+    """Seconds from request to rendered page: first load of each page in a fresh app, a new session, controls."""
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
-    code = (
-        "import sys; from seviz.app.launcher import launch_app; "
-        f"sys.exit(launch_app([{str(store)!r}], root={str(store.parent)!r}, port={port}))"
-    )
-    server = subprocess.Popen(
-        [sys.executable, "-c", code],
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    times: dict[str, list[float]] = {
-        "first load (statistics computed)": [],
-        "new session (cached)": [],
-        "sort change": [],
-        "class change": [],
-    }
-    url = f"http://127.0.0.1:{port}/?page=Distributions"
-    charts = len(BLOCKS)
-    try:
-        _wait_healthy(port)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                for attempt in range(repeats):
-                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                    start = time.perf_counter()
-                    page.goto(url)
-                    _rendered(page, charts)
-                    key = "first load (statistics computed)" if attempt == 0 else "new session (cached)"
-                    times[key].append(time.perf_counter() - start)
-                    for sort, marker in (
-                        ("class specificity (between/within variance)", "sorted by class"),
-                        ("channel index", "shown, channel order"),
-                    ):
-                        page.get_by_test_id("stSelectbox").filter(has_text="Sort channels by").click()
-                        option = page.get_by_role("option", name=sort, exact=True)
-                        start = time.perf_counter()
-                        option.click()
-                        _rendered(page, charts, marker)
-                        times["sort change"].append(time.perf_counter() - start)
-                    classes = page.get_by_test_id("stMultiSelect").filter(has_text="Classes")
-                    classes.locator("input").click()
-                    classes.locator("input").type(f"class_{MAX_DEFAULT_CLASSES + attempt:04d}")
-                    option = page.get_by_role(
-                        "option", name=f"class_{MAX_DEFAULT_CLASSES + attempt:04d}", exact=True
-                    )
-                    start = time.perf_counter()
-                    option.click()
-                    _rendered(page, charts, f"· {MAX_DEFAULT_CLASSES + 1} classes and all")
-                    times["class change"].append(time.perf_counter() - start)
-                    page.close()
-            finally:
-                browser.close()
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
+    times: dict[str, list[float]] = {}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+            for attempt in range(repeats):
+                for name, charts in PAGES.items():
+                    with _App(store) as url:
+                        address = f"{url}?page={name.replace(' ', '+')}"
+                        text = _FIRST_TEXT.get(name, name)
+                        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                        _timed(
+                            times,
+                            f"first load: {name}",
+                            functools.partial(page.goto, address),
+                            page,
+                            charts,
+                            text,
+                        )
+                        second = browser.new_page(viewport={"width": 1400, "height": 1000})
+                        _timed(
+                            times,
+                            f"new session: {name}",
+                            functools.partial(second.goto, address),
+                            second,
+                            charts,
+                            text,
+                        )
+                        page.close()
+                        _controls(second, name, attempt, times)
+                        second.close()
+        finally:
+            browser.close()
     return times
+
+
+def measure_fresh_install(store: Path, repeats: int = 3) -> dict[str, list[float]]:
+    """The first Distributions page of a store with nothing saved beside it, numba's cache empty."""
+    from playwright.sync_api import sync_playwright
+
+    times: dict[str, list[float]] = {}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for _ in range(repeats):
+                with tempfile.TemporaryDirectory(prefix="seviz-fresh-") as folder:
+                    copy = Path(folder) / "store" / store.name
+                    copy.parent.mkdir()
+                    shutil.copyfile(store, copy)
+                    env = {**os.environ, "NUMBA_CACHE_DIR": str(Path(folder) / "numba-cache")}
+                    with _App(copy, env) as url:
+                        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                        address = f"{url}?page=Distributions"
+                        name = "first page (Distributions), fresh install, nothing saved"
+                        _timed(
+                            times,
+                            name,
+                            functools.partial(page.goto, address),
+                            page,
+                            len(BLOCKS),
+                            "Distributions",
+                        )
+                        page.close()
+        finally:
+            browser.close()
+    return times
+
+
+def prepare(store: Path) -> None:
+    """Compute and save what the app reads (statistics, verdict statistics, one channel ranking), timed."""
+    code = (
+        "import sys, time\n"
+        "from seviz.analysis import cached_channel_extremes, cached_statistics\n"
+        "from seviz.pruning import needed_statistics\n"
+        "t = time.perf_counter(); stats = cached_statistics(sys.argv[1]); a = time.perf_counter() - t\n"
+        "classes, settings = needed_statistics()\n"
+        "t = time.perf_counter(); cached_statistics(sys.argv[1], classes=classes, settings=settings)\n"
+        "b = time.perf_counter() - t\n"
+        "t = time.perf_counter(); cached_channel_extremes(sys.argv[1], 'SE_5_3', 8); c = time.perf_counter() - t\n"
+        "print(f'{a:.1f} {b:.1f} {c:.1f}')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(store)], check=True, capture_output=True, text=True)
+    a, b, c = out.stdout.split()
+    size = sum(
+        f.stat().st_size for f in store.with_name(store.name + ".seviz-cache").rglob("*") if f.is_file()
+    )
+    print(
+        f"one-off (saved beside the store, {size / 2**20:,.0f} MiB): statistics {a} s, verdict statistics "
+        f"{b} s, channel ranking of SE_5_3 {c} s (0.0 when already saved)"
+    )
 
 
 def measure_server(store: Path, repeats: int = 3) -> dict[str, list[float]]:
@@ -253,9 +427,14 @@ def main() -> int:
     parser.add_argument(
         "--store", type=Path, default=Path(tempfile.gettempdir()) / "seviz-bench" / "app50k.h5"
     )
-    parser.add_argument("--samples", type=int, default=50_000)
-    parser.add_argument("--classes", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=3, help="browser sessions (the first is the cold one)")
+    parser.add_argument(
+        "--samples", type=int, default=None, help="default 50,000 (1,000 with --fresh-install)"
+    )
+    parser.add_argument("--classes", type=int, default=None, help="default 1000 (10 with --fresh-install)")
+    parser.add_argument("--repeats", type=int, default=2, help="fresh app processes per page")
+    parser.add_argument(
+        "--fresh-install", action="store_true", help="small store, nothing saved, empty numba cache"
+    )
     parser.add_argument(
         "--server-only", action="store_true", help="time the script in-process with AppTest (no browser)"
     )
@@ -263,23 +442,34 @@ def main() -> int:
     if not args.server_only and not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} is missing: apt-get install -y chromium", file=sys.stderr)
         return 2
+    samples = args.samples or (1000 if args.fresh_install else 50_000)
+    classes = args.classes or (10 if args.fresh_install else 1000)
+    path = args.store if not args.fresh_install else args.store.with_name(f"app{samples}-fresh.h5")
     start = time.perf_counter()
-    store = write_store(args.store.resolve(), args.samples, args.classes)
+    store = write_store(path.resolve(), samples, classes)
     size = store.stat().st_size / 2**20
     print(
-        f"store: {store} ({args.samples:,} samples, {args.classes} classes, "
+        f"store: {store} ({samples:,} samples, {classes} classes, "
         f"{sum(b.channels for b in BLOCKS):,} channels in {len(BLOCKS)} blocks, {size:,.0f} MiB; "
         f"ready in {time.perf_counter() - start:.1f} s)"
     )
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    how = measure_server if args.server_only else measure
+    if args.fresh_install:
+        how = measure_fresh_install
+    elif args.server_only:
+        how = measure_server
+    else:
+        write_evaluation(store)
+        prepare(store)
+        how = measure
     print(
         "measured:",
         "in-process script runs (AppTest)" if args.server_only else "request to rendered page (chromium)",
     )
     for name, values in how(store, args.repeats).items():
         shown = ", ".join(f"{v:.2f}" for v in values)
-        print(f"{name:34s} median {np.median(values):7.2f} s   ({shown})")
+        print(f"{name:58s} median {np.median(values):6.2f} s   ({shown})")
+    print(f"machine: load average {os.getloadavg()[0]:.1f} at the end")
     return 0
 
 

@@ -14,6 +14,7 @@ from seviz.analysis.cache import (
     cached_statistics,
     class_quantiles,
     class_values,
+    preload_classes,
     store_fingerprint,
 )
 from seviz.analysis.compute import compute_statistics, store_identity
@@ -48,6 +49,7 @@ __all__ = [
     "class_quantiles",
     "class_values",
     "compute_statistics",
+    "preload_classes",
     "store_fingerprint",
     "store_identity",
 ]

@@ -42,6 +42,7 @@ import numpy as np
 from seviz.analysis.compute import compute_statistics, store_identity
 from seviz.analysis.extremes import ChannelExtremes, channel_extremes
 from seviz.analysis.results import (
+    ALL_CLASSES,
     STATISTICS_VERSION,
     BlockStatistics,
     ClassStats,
@@ -190,6 +191,12 @@ def class_values(block: BlockStatistics, field: str, channel: int) -> np.ndarray
     return np.asarray([getattr(classes[name], field)[channel] for name in classes], dtype=np.float64)
 
 
+def preload_classes(block: BlockStatistics, names: Sequence[str]) -> None:
+    """Read the per-class statistics of ``names`` from the cache file at once (a no-op in memory)."""
+    if isinstance(block.classes, _StoredClasses):
+        block.classes.load([n for n in names if n != ALL_CLASSES])
+
+
 def class_quantiles(block: BlockStatistics, channel: int) -> np.ndarray:
     """One channel's quantiles for every class of ``block``: (classes, levels)."""
     classes = block.classes
@@ -321,30 +328,28 @@ def _write_block(f: h5py.File, block: BlockStatistics, class_names: Sequence[str
         return
     group = f.create_group("classes")
     stats = [block.classes[name] for name in names]
-    channels = block.channels
-    rows = max(1, min(len(names), (1 << 20) // max(1, 8 * channels)))  # chunks of about 1 MiB
     largest = max(int(s.histogram.max(initial=0)) for s in stats)
-    arrays: dict[str, tuple[np.ndarray, Any]] = {
-        "count": (np.asarray([s.count for s in stats], dtype=np.int64), None),
-        "mean": (np.stack([s.mean for s in stats]), np.float64),
-        "std": (np.stack([s.std for s in stats]), np.float64),
-        "min": (np.stack([s.min for s in stats]), np.float32),  # gate values: exact in float32
-        "max": (np.stack([s.max for s in stats]), np.float32),
-        "quantiles": (np.stack([s.quantiles for s in stats]), np.float32),
-        "histogram": (np.stack([s.histogram for s in stats]), np.uint16 if largest < 1 << 16 else np.uint32),
+    arrays: dict[str, np.ndarray] = {
+        "count": np.asarray([s.count for s in stats], dtype=np.int64),
+        "mean": np.stack([s.mean for s in stats]),
+        "std": np.stack([s.std for s in stats]),
+        "min": np.stack([s.min for s in stats]).astype(np.float32),  # gate values: exact in float32
+        "max": np.stack([s.max for s in stats]).astype(np.float32),
+        "quantiles": np.stack([s.quantiles for s in stats]).astype(np.float32),
+        "histogram": np.stack([s.histogram for s in stats]).astype(
+            np.uint16 if largest < 1 << 16 else np.uint32
+        ),
     }
-    for name, (data, dtype) in arrays.items():
-        if dtype is None:
+    for name, data in arrays.items():
+        if data.ndim == 1:
             group.create_dataset(name, data=data)
             continue
-        group.create_dataset(
-            name,
-            data=data.astype(dtype),
-            chunks=(rows, *data.shape[1:]),
-            compression="gzip",
-            compression_opts=1,
-            shuffle=True,
+        # One class a chunk: a chart reads only the classes it draws. The histograms (mostly
+        # zeros with few samples a class) are compressed; the rest would hardly shrink.
+        packed = (
+            {"compression": "gzip", "compression_opts": 1, "shuffle": True} if name == "histogram" else {}
         )
+        group.create_dataset(name, data=data, chunks=(1, *data.shape[1:]), **packed)
 
 
 def _read_block(f: h5py.File, path: Path) -> tuple[BlockStatistics, tuple[str, ...]]:
@@ -406,26 +411,43 @@ class _StoredClasses(Mapping[str, ClassStats]):
                 return self._loaded[name]
         if name not in self._index:
             raise KeyError(name)
-        i = self._index[name]
+        self.load([name])
+        with self._lock:
+            return self._loaded[name]
+
+    def load(self, names: Sequence[str]) -> None:
+        """Read the statistics of ``names`` (those not in memory yet) with one opening of the file."""
+        with self._lock:
+            wanted = sorted({self._index[n] for n in names if n in self._index and n not in self._loaded})
+        if not wanted:
+            return
         with self._open() as f:
             g = f["classes"]
-            stats = ClassStats(
+            rows = {
+                field: g[field][wanted]
+                for field in ("count", "mean", "std", "min", "max", "quantiles", "histogram")
+            }
+        by_index = {i: name for name, i in self._index.items()}
+        loaded = {}
+        for position, i in enumerate(wanted):
+            name = by_index[i]
+            loaded[name] = ClassStats(
                 name=name,
-                count=int(g["count"][i]),
-                mean=g["mean"][i],
-                std=g["std"][i],
-                min=g["min"][i].astype(np.float64),
-                max=g["max"][i].astype(np.float64),
+                count=int(rows["count"][position]),
+                mean=rows["mean"][position],
+                std=rows["std"][position],
+                min=rows["min"][position].astype(np.float64),
+                max=rows["max"][position].astype(np.float64),
                 quantile_levels=self._levels,
-                quantiles=g["quantiles"][i].astype(np.float64),
-                histogram=g["histogram"][i].astype(np.int64),
+                quantiles=rows["quantiles"][position].astype(np.float64),
+                histogram=rows["histogram"][position].astype(np.int64),
                 bin_edges=self._edges,
             )
         with self._lock:
-            if len(self._loaded) >= _LOADED_CLASSES:
-                self._loaded.pop(next(iter(self._loaded)))
-            self._loaded[name] = stats
-        return stats
+            for name, stats in loaded.items():
+                if len(self._loaded) >= _LOADED_CLASSES:
+                    self._loaded.pop(next(iter(self._loaded)))
+                self._loaded[name] = stats
 
     def column(self, field: str, channel: int) -> np.ndarray:
         if field not in ("mean", "std", "min", "max"):
@@ -474,5 +496,6 @@ __all__ = [
     "cached_statistics",
     "class_quantiles",
     "class_values",
+    "preload_classes",
     "store_fingerprint",
 ]

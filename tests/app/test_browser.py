@@ -303,7 +303,13 @@ def _check_legible(page, where: str, shots: list[Path], folder: Path, expected: 
     """Assert the page shows ``expected`` charts, each legible (see the module docstring); save a screenshot."""
     found = page.evaluate(_GEOMETRY)
     path = folder / f"{where.lower().replace(' ', '_').replace(':', '').replace('±', 'pm')}.png"
+    # Streamlit scrolls inside its main block, so the window is made as tall as the page for the shot.
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({**WINDOW, "height": max(WINDOW["height"], int(height))})
+    page.wait_for_timeout(800)
     page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(WINDOW)
+    page.wait_for_timeout(300)
     shots.append(path)
     print(f"screenshot of {where}: {path}")
     assert not found["exceptions"], f"{where}: exceptions {found['exceptions']}"

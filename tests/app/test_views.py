@@ -558,9 +558,9 @@ def test_pruning_shows_what_the_evaluation_of_these_edits_measured(
     metrics = {m.label: (m.value, m.proto.delta) for m in at.metric}
     assert metrics["top-1 (edited)"] == ("79.00%", "-1.00 pt vs 80.00%")
     assert metrics["top-5 (edited)"][0] == "95.00%"
-    assert metrics["top-1 agreement"][0] == "97.00%" and metrics["mean KL"][0] == "0.0123"
+    assert metrics["top-1 agreement"][0] == "97.00%" and metrics["mean KL"][0] == "0.0123"  # nats
     assert metrics["params"] == ("8,880", "-11.20% vs 10,000")
-    assert metrics["FLOPs / image"] == ("1,994,000", "-0.30% vs 2,000,000")
+    assert metrics["MFLOPs / image"] == ("1.99", "-0.30% vs 2.00")
     # Per-block deltas, in points, beside each block's current verdict.
     (chart,) = _charts(at)
     deltas = _chart_data(chart, "delta").set_index("block")
@@ -568,7 +568,7 @@ def test_pruning_shows_what_the_evaluation_of_these_edits_measured(
     assert deltas.loc[IDENTITY, "verdict"] == "identity" and deltas.loc["SE_4_6", "verdict"] == "keep"
     # Another report says it measured other edits.
     at.selectbox(key="eval_file").set_value("stage5.json").run()
-    assert "other edits than these verdicts make: SE_5_2 (identity)" in at.warning[0].value
+    assert "other edits than these verdicts make (2 blocks): SE_5_2 (identity)" in at.warning[0].value
     assert not _charts(at)
     # With looser thresholds the verdicts edit more blocks, so no report matches any more.
     at.number_input(key="th_dependence").set_value(1.0).run()

@@ -112,9 +112,10 @@ def figure6(
 ):
     """The paper's Figure 6 for one block: mean excitation per channel, one line per class.
 
-    The pointer picks the nearest channel and a tooltip lists every class's value
-    there. The hover layer has one invisible rule per channel (not one point per
-    channel and class), which keeps the browser's nearest-point search cheap.
+    The pointer picks the nearest channel, marks it with a rule, and a tooltip lists
+    every class's value there. The hover layer has one invisible rule per channel
+    (not one point per channel and class): two layers in all, which keeps the
+    browser's work per chart small.
     """
     data = _per_class_table(stats, classes, order, ["mean"])
     names = list(dict.fromkeys(data["class"]))
@@ -146,13 +147,7 @@ def figure6(
         .encode(x=x, opacity=alt.condition(nearest, alt.value(0.8), alt.value(0.0)), tooltip=tooltip)
         .add_params(nearest)
     )
-    points = (
-        alt.Chart(data)
-        .mark_point(filled=True, size=40)
-        .encode(x=x, y=y, color=alt.Color("class:N", sort=names, scale=colours, legend=None))
-        .transform_filter(nearest)
-    )
-    return finish(alt.layer(lines, rules, points), f"{stats.name}: mean excitation per class")
+    return finish(alt.layer(lines, rules), f"{stats.name}: mean excitation per class")
 
 
 def figure7(
@@ -230,15 +225,25 @@ def class_histograms(stats: BlockStatistics, classes: Sequence[str], channels: n
     return data
 
 
-def histograms(stats: BlockStatistics, classes: Sequence[str], channels: np.ndarray):
-    """The distribution of the gates per class (chosen channels pooled), one step line per class."""
+def histograms(
+    stats: BlockStatistics, classes: Sequence[str], channels: np.ndarray, full_range: bool = False
+):
+    """The distribution of the gates per class (chosen channels pooled), one step line per class.
+
+    The x axis spans the bins that hold gates (and one empty bin each side), or [0, 1] when ``full_range``.
+    """
     data = class_histograms(stats, classes, channels)
     names = list(classes)
+    domain = [0.0, 1.0]
+    if not full_range:
+        held = data[data["count"] > 0]
+        width = float(data["high"].iloc[0] - data["low"].iloc[0])
+        domain = [max(0.0, float(held["low"].min()) - width), min(1.0, float(held["high"].max()) + width)]
     return finish(
         alt.Chart(data)
-        .mark_line(interpolate="step", strokeWidth=1.5, point=alt.OverlayMarkDef(size=14))
+        .mark_line(interpolate="step", strokeWidth=1.5, point=alt.OverlayMarkDef(size=14), clip=True)
         .encode(
-            x=alt.X("centre:Q", title="excitation (bin centre)", scale=alt.Scale(domain=[0, 1], nice=False)),
+            x=alt.X("centre:Q", title="excitation (bin centre)", scale=alt.Scale(domain=domain, nice=False)),
             y=alt.Y(
                 "share:Q",
                 title="share of the class's gates",
@@ -448,6 +453,7 @@ def overlay(data: pd.DataFrame, block: str):
             y=alt.Y("mean:Q", title=f"mean excitation ({ALL_CLASSES})", scale=fitted_scale(data["mean"])),
             color=alt.Color(
                 "store:N",
+                scale=alt.Scale(range=list(_PALETTE[:2])),
                 legend=alt.Legend(title="store", orient="top", direction="horizontal", labelLimit=400),
             ),
             tooltip=[

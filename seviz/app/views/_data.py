@@ -140,9 +140,16 @@ def attributions(path: str | os.PathLike) -> dict[str, Any]:
 def provenance(opened: Store) -> dict[str, str]:
     """Where the store came from (model, weights, precision, created, versions ...), as text.
 
-    The one place the app reads the store's provenance attributes; empty values are left out.
+    With :func:`recording_details`, the one place the app reads the store's provenance
+    attributes (a switch to a provenance record of the store changes only these); empty
+    values are left out.
     """
     return {key: str(opened.attrs[key]) for key in _PROVENANCE if str(opened.attrs.get(key, "")) != ""}
+
+
+def recording_details(opened: Store) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The store's preprocessing and its recording precision's gate error (JSON attributes), or {}."""
+    return opened.json_attr("preprocessing", {}) or {}, opened.json_attr("gate_error", {}) or {}
 
 
 def image_file(opened: Store, index: int) -> Path | None:

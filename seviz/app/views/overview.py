@@ -25,13 +25,14 @@ def render(path: Path, **_: Any) -> None:
     st.subheader("Provenance")
     rows = list(_data.provenance(store).items())
     st.dataframe(pd.DataFrame(rows, columns=["field", "value"]), hide_index=True)
+    preprocessing, gate_error = _data.recording_details(store)
     left, right = st.columns(2)
     with left:
         st.markdown("**Preprocessing**")
-        st.json(store.json_attr("preprocessing", {}) or {}, expanded=False)
+        st.json(preprocessing, expanded=False)
     with right:
         st.markdown("**Gate error of the recording precision** (vs fp32)")
-        st.json(store.json_attr("gate_error", {}) or {}, expanded=False)
+        st.json(gate_error, expanded=False)
 
     st.subheader("Classes")
     ids = {c.get("name"): c.get("id", "") for c in store.classes}

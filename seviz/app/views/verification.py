@@ -76,10 +76,11 @@ def describe(report: EvaluationReport, rec: Recommendation) -> tuple[bool, str]:
     measured, current = report.edited_blocks, edits(rec)
     if measured == current:
         return True, f"It measured exactly the edits of these verdicts ({len(current)} blocks)."
-    what = ", ".join(f"{name} ({action})" for name, action in measured.items()) or "no edit"
+    listed = [f"{name} ({action})" for name, action in measured.items()]
+    what = ", ".join(listed[:6]) + (f" and {len(listed) - 6} more" if len(listed) > 6 else "") or "no edit"
     return False, (
-        f"It measured other edits than these verdicts make: {what}. Evaluate these edits below, or "
-        "change the thresholds."
+        f"It measured other edits than these verdicts make ({len(current)} blocks): {what}. "
+        "Evaluate these edits below, or change the thresholds."
     )
 
 
@@ -186,7 +187,9 @@ def show_report(report: EvaluationReport, rec: Recommendation, source: str) -> N
         "mean KL", f"{report.kl:.4g}", help="Mean KL(original || edited) of the predictions, in nats."
     )
     cols[4].metric("params", f"{e.params:,}", _relative(o.params, e.params), delta_color="inverse")
-    cols[5].metric("FLOPs / image", f"{e.flops:,}", _relative(o.flops, e.flops), delta_color="inverse")
+    cols[5].metric(
+        "MFLOPs / image", f"{e.flops / 1e6:,.2f}", _relative(o.flops, e.flops, 1e-6), delta_color="inverse"
+    )
     if report.per_block:
         verdicts = {b.name: b.verdict for b in rec.blocks}
         data = pd.DataFrame(
@@ -207,14 +210,24 @@ def show_report(report: EvaluationReport, rec: Recommendation, source: str) -> N
                 width="stretch",
             )
         st.dataframe(
-            data.rename(columns={"delta": "top-1 change (pt)", "agreement": "top-1 agreement"}),
+            data.rename(
+                columns={"delta": "top-1 change (pt)", "agreement": "top-1 agreement", "kl": "mean KL"}
+            ),
             hide_index=True,
-            column_config={"top-1 agreement": st.column_config.NumberColumn(format="percent")},
+            column_config={
+                "top-1 agreement": st.column_config.NumberColumn(format="percent"),
+                "top-1 change (pt)": st.column_config.NumberColumn(format="%+.2f"),
+                "mean KL": st.column_config.NumberColumn(format="%.4g"),
+            },
         )
 
 
-def _relative(before: int, after: int) -> str:
-    return f"{100 * (after - before) / before:+.2f}% vs {before:,}" if before else ""
+def _relative(before: int, after: int, scale: float = 1.0) -> str:
+    return (
+        f"{100 * (after - before) / before:+.2f}% vs {before * scale:,.{0 if scale == 1 else 2}f}"
+        if before
+        else ""
+    )
 
 
 def _job_key(path: Path, rec: Recommendation, folder: str, per_block: bool, per_class: int | None) -> str:
@@ -239,17 +252,23 @@ def _evaluate_controls(path: Path, opened: Store, rec: Recommendation) -> None:
     )
     key = _job_key(path, rec, folder, per_block, per_class or None)
     registry = jobs()
-    job = registry.get(key)
+    # This session's evaluation, followed even when the thresholds have moved since it started.
+    mine = st.session_state.get("eval_job")
+    job = registry.get(mine) if isinstance(mine, str) else None
     running = job is not None and not job.finished
     if st.button("Evaluate", key="eval_start", disabled=running or not folder, type="primary"):
         if not Path(folder).is_dir():
             st.error(f"image folder {folder!r} does not exist")
         else:
-            job = start(path, rec, folder, per_block, per_class or None, key)
-            running = True
-    if job is not None:
-        st.session_state["eval_job"] = key
-        st.fragment(_progress, run_every=_POLL_S if running else None)(key)
+            job = registry.get(key)
+            if job is None or (job.finished and job.error):
+                job = start(path, rec, folder, per_block, per_class or None, key)
+            st.session_state["eval_job"] = mine = key
+            running = not job.finished
+    if job is not None and isinstance(mine, str):
+        if mine != key:
+            st.caption("The evaluation below was started with other thresholds, folder or options.")
+        st.fragment(_progress, run_every=_POLL_S if running else None)(mine)
 
 
 def start(
@@ -286,9 +305,12 @@ def _progress(key: str) -> None:
         return
     if not job.finished:
         share = job.done / job.total if job.total else 0.0
-        text = (
-            f"evaluating: batch {job.done} of {job.total}" if job.total else "loading the model and images..."
-        )
+        if not job.total:
+            text = "loading the model and images..."
+        elif job.done < job.total:
+            text = f"evaluating: batch {job.done} of {job.total}"
+        else:
+            text = f"evaluated {job.total} batches; timing both models and counting their FLOPs..."
         st.progress(min(1.0, share), text=text)
         return
     if job.error:
