@@ -1,6 +1,6 @@
-"""Interactive Altair charts drawn from :mod:`seviz.analysis` results, legible at any store size.
+"""Interactive Vega-Lite charts drawn from :mod:`seviz.analysis` results, legible at any store size.
 
-Only reshaping happens here (arrays into long tables for Vega-Lite); every
+Only reshaping happens here (arrays into small tables for Vega-Lite); every
 number comes from the statistics. Every chart has a fixed plot height (axes,
 title and legend come on top of it, so a legend never squeezes the plot),
 fits the page's width (``fit-x``: nothing runs past the right edge), puts its
@@ -8,28 +8,105 @@ legend outside the plot, and fits its y axis to the values drawn unless the
 [0, 1] range of a gate or a share is the reference that helps. Small multiples
 are laid out by the page in Streamlit columns, which wrap with the page,
 rather than as Vega-Lite facets, which do not.
+
+Charts are Vega-Lite specifications (plain dicts, drawn with
+``st.vega_lite_chart``) with their tables as named datasets. Building them
+through Altair validated every chart against the Vega-Lite JSON schema on each
+rerun, which was most of a Distributions page's server time (about 0.2 s a
+chart here); a dict costs a few milliseconds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-import altair as alt
 import numpy as np
 import pandas as pd
 
 from seviz.analysis import ALL_CLASSES, BlockStatistics
 
+Spec = dict[str, Any]
+
 PLOT_HEIGHT = 300  # px of the plot area of a full-width chart
 SMALL_HEIGHT = 220  # px of the plot area of a small multiple
-_FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
+_SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
+_FIT_WIDTH = {"type": "fit-x", "contains": "padding"}
 _PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d", "#eeca3b")
 _ALL_COLOUR = "#222222"  # "all classes" is the reference line, drawn dark as in the paper
 _LEGEND_ROWS = 14  # entries a legend at the right holds before it moves below the plot
 _PAD = 0.06  # share of the fitted y range added above and below
+_VERDICT_COLOURS = {"identity": "#e45756", "constant": "#eeca3b", "keep": "#4c78a8"}
+_TYPES = {"Q": "quantitative", "N": "nominal", "O": "ordinal"}
 
 
-def class_colours(classes: Sequence[str]) -> alt.Scale:
+# ---------------------------------------------------------------- building blocks
+
+
+def field(name: str, **extra: Any) -> Spec:
+    """An encoding channel: ``field("mean:Q", title=...)`` (``:Q`` quantitative, ``:N`` nominal, ``:O`` ordinal)."""
+    column, _, kind = name.rpartition(":")
+    return {"field": column, "type": _TYPES[kind], **extra}
+
+
+def tip(name: str, title: str | None = None, format: str | None = None) -> Spec:
+    """A tooltip entry (``tip("share:Q", format=".2%")``)."""
+    entry = field(name)
+    if title is not None:
+        entry["title"] = title
+    if format is not None:
+        entry["format"] = format
+    return entry
+
+
+def layer(data: str, mark: str | Spec, encoding: Spec, params: list[Spec] | None = None) -> Spec:
+    """One layer of a chart: the named dataset it draws, its mark and its encoding."""
+    unit: Spec = {
+        "data": {"name": data},
+        "mark": {"type": mark} if isinstance(mark, str) else mark,
+        "encoding": encoding,
+    }
+    if params:
+        unit["params"] = params
+    return unit
+
+
+def chart(
+    layers: list[Spec], datasets: dict[str, pd.DataFrame], title: str, height: int = PLOT_HEIGHT
+) -> Spec:
+    """A chart of ``layers`` over ``datasets``, with its title, a fixed plot height and a width that fits the page.
+
+    The spec is new on every call: ``st.vega_lite_chart`` moves its datasets out of it.
+    """
+    return {
+        "$schema": _SCHEMA,
+        "title": title,
+        "height": height,
+        "autosize": dict(_FIT_WIDTH),
+        "datasets": datasets,
+        "layer": layers,
+    }
+
+
+def _hover(fields: Sequence[str]) -> Spec:
+    """The pointer picks the nearest value of ``fields`` (cleared when it leaves the plot)."""
+    return {
+        "name": "hover",
+        "select": {
+            "type": "point",
+            "nearest": True,
+            "on": "pointerover",
+            "fields": list(fields),
+            "clear": "pointerout",
+        },
+    }
+
+
+def _when_hovered(shown: float) -> Spec:
+    return {"condition": {"param": "hover", "value": shown, "empty": False}, "value": 0.0}
+
+
+def class_colours(classes: Sequence[str]) -> Spec:
     """A fixed colour per class, in the order chosen, with "all classes" in near-black."""
     colours, i = [], 0
     for name in classes:
@@ -38,17 +115,26 @@ def class_colours(classes: Sequence[str]) -> alt.Scale:
         else:
             colours.append(_PALETTE[i % len(_PALETTE)])
             i += 1
-    return alt.Scale(domain=list(classes), range=colours)
+    return {"domain": list(classes), "range": colours}
 
 
-def legend(entries: int, title: str | None = "class") -> alt.Legend:
+def legend(entries: int, title: str | None = "class") -> Spec:
     """A legend beside the plot, or below it in columns when it has many entries."""
     if entries <= _LEGEND_ROWS:
-        return alt.Legend(title=title, orient="right", labelLimit=220)
-    return alt.Legend(title=title, orient="bottom", columns=4, labelLimit=220)
+        return {"title": title, "orient": "right", "labelLimit": 220}
+    return {"title": title, "orient": "bottom", "columns": 4, "labelLimit": 220}
 
 
-def fitted_scale(values: np.ndarray | Sequence[float], full: bool = False, zero: bool = False) -> alt.Scale:
+def _class_colour(classes: Sequence[str], show_legend: bool = True) -> Spec:
+    return field(
+        "class:N",
+        sort=list(classes),
+        scale=class_colours(classes),
+        legend=legend(len(classes)) if show_legend else None,
+    )
+
+
+def fitted_scale(values: np.ndarray | Sequence[float], full: bool = False, zero: bool = False) -> Spec:
     """A y scale over the values drawn (padded), or [0, 1] (widened to the values) when ``full``.
 
     ``zero`` keeps 0 inside the fitted range, unpadded (bars and deltas start from it).
@@ -57,28 +143,23 @@ def fitted_scale(values: np.ndarray | Sequence[float], full: bool = False, zero:
     finite = finite[np.isfinite(finite)]
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     if full:
-        return alt.Scale(domain=[min(0.0, low), max(1.0, high)], nice=False, zero=False)
+        return {"domain": [min(0.0, low), max(1.0, high)], "nice": False, "zero": False}
     if zero:
         low, high = min(low, 0.0), max(high, 0.0)
     span = high - low
     pad = _PAD * span if span > 0 else max(abs(high) * 0.05, 1e-3)
     bottom = 0.0 if zero and low == 0.0 else low - pad
     top = 0.0 if zero and high == 0.0 else high + pad
-    return alt.Scale(domain=[bottom, top], nice=False, zero=False)
+    return {"domain": [bottom, top], "nice": False, "zero": False}
 
 
-def finish(chart: alt.TopLevelMixin, title: str, height: int = PLOT_HEIGHT) -> alt.TopLevelMixin:
-    """The chart with its title, a fixed plot height and a width that fits the page."""
-    return chart.properties(title=title, height=height, autosize=_FIT_WIDTH)
-
-
-def _position_axis(sorted_by: str | None, shown: int, total: int) -> alt.X:
+def _position_axis(sorted_by: str | None, shown: int, total: int) -> Spec:
     """The x encoding of a per-channel chart: positions 0 .. shown - 1, whole numbers only."""
-    return alt.X(
+    return field(
         "position:Q",
         title=_position_title(sorted_by, shown, total),
-        scale=alt.Scale(nice=False),
-        axis=alt.Axis(tickMinStep=1, format="d"),
+        scale={"nice": False},
+        axis={"tickMinStep": 1, "format": "d"},
     )
 
 
@@ -87,20 +168,16 @@ def _position_title(sorted_by: str | None, shown: int, total: int) -> str:
     return which if not sorted_by else f"{which}, ranked by {sorted_by}"
 
 
+def _js_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _labels_at(values: Sequence[str]) -> str:
+    """A Vega expression naming position ``datum.value`` by ``values`` (axis labels of a numeric axis)."""
+    return "[" + ", ".join(_js_string(v) for v in values) + "][datum.value] || ''"
+
+
 # ---------------------------------------------------------------- distributions
-
-
-def _per_class_table(
-    stats: BlockStatistics, classes: Sequence[str], order: np.ndarray, fields: Sequence[str]
-):
-    frames = []
-    for name in classes:
-        cs = stats.class_stats(name)
-        frame = {"position": np.arange(len(order)), "channel": order, "class": name}
-        for field in fields:
-            frame[field] = np.asarray(getattr(cs, field), dtype=np.float64)[order]
-        frames.append(pd.DataFrame(frame))
-    return pd.concat(frames, ignore_index=True)
 
 
 def figure6(
@@ -109,7 +186,7 @@ def figure6(
     order: np.ndarray,
     sorted_by: str | None = None,
     full_range: bool = False,
-):
+) -> Spec:
     """The paper's Figure 6 for one block: mean excitation per channel, one line per class.
 
     The pointer picks the nearest channel, marks it with a rule, and a tooltip lists
@@ -117,37 +194,41 @@ def figure6(
     (not one point per channel and class): two layers in all, which keeps the
     browser's work per chart small.
     """
-    data = _per_class_table(stats, classes, order, ["mean"])
-    names = list(dict.fromkeys(data["class"]))
-    colours = class_colours(names)
-    x = _position_axis(sorted_by, len(order), stats.channels)
-    y = alt.Y("mean:Q", title="mean excitation", scale=fitted_scale(data["mean"], full_range))
-    lines = (
-        alt.Chart(data)
-        .mark_line(strokeWidth=1.3)
-        .encode(x=x, y=y, color=alt.Color("class:N", sort=names, scale=colours, legend=legend(len(names))))
+    names = list(dict.fromkeys(classes))
+    means = np.stack([np.asarray(stats.class_stats(n).mean, dtype=np.float64)[order] for n in names])
+    shown = len(order)
+    lines = pd.DataFrame(
+        {
+            "position": np.tile(np.arange(shown), len(names)),
+            "channel": np.tile(order, len(names)),
+            "class": np.repeat(names, shown),
+            "mean": means.ravel(),
+        }
     )
     # One row per channel, one column per class (positional names: class names may hold
     # characters that Vega reads as field paths).
-    fields = {name: f"c{i}" for i, name in enumerate(names)}
-    wide = data.pivot(index=["position", "channel"], columns="class", values="mean")
-    table = pd.DataFrame(
-        {"position": wide.index.get_level_values(0), "channel": wide.index.get_level_values(1)}
+    wide = pd.DataFrame({"position": np.arange(shown), "channel": order})
+    tooltip = [tip("channel:Q", title="channel")]
+    for i, name in enumerate(names):
+        wide[f"c{i}"] = means[i]
+        tooltip.append(tip(f"c{i}:Q", title=f"{name}: mean excitation", format=".4f"))
+    x = _position_axis(sorted_by, shown, stats.channels)
+    y = field("mean:Q", title="mean excitation", scale=fitted_scale(means, full_range))
+    return chart(
+        [
+            layer(
+                "lines", {"type": "line", "strokeWidth": 1.3}, {"x": x, "y": y, "color": _class_colour(names)}
+            ),
+            layer(
+                "channels",
+                {"type": "rule", "color": "gray", "strokeDash": [3, 3]},
+                {"x": x, "opacity": _when_hovered(0.8), "tooltip": tooltip},
+                params=[_hover(["position"])],
+            ),
+        ],
+        {"lines": lines, "channels": wide},
+        f"{stats.name}: mean excitation per class",
     )
-    tooltip = [alt.Tooltip("channel:Q", title="channel")]
-    for name in names:
-        table[fields[name]] = wide[name].to_numpy()
-        tooltip.append(alt.Tooltip(f"{fields[name]}:Q", title=f"{name}: mean excitation", format=".4f"))
-    nearest = alt.selection_point(
-        nearest=True, on="pointerover", fields=["position"], empty=False, clear="pointerout"
-    )
-    rules = (
-        alt.Chart(table)
-        .mark_rule(color="gray", strokeDash=[3, 3])
-        .encode(x=x, opacity=alt.condition(nearest, alt.value(0.8), alt.value(0.0)), tooltip=tooltip)
-        .add_params(nearest)
-    )
-    return finish(alt.layer(lines, rules), f"{stats.name}: mean excitation per class")
 
 
 def figure7(
@@ -156,78 +237,102 @@ def figure7(
     order: np.ndarray,
     sorted_by: str | None = None,
     full_range: bool = False,
-):
+) -> Spec:
     """The paper's Figure 7 for one block and class: the mean per channel in a band of ±1 std.
 
     The mean over all classes is drawn as a dashed reference; hovering a channel
     shows its index, the class's mean and std and the all-classes mean.
     """
     cs, everything = stats.class_stats(class_name), stats.all
+    mean, std = np.asarray(cs.mean, dtype=np.float64)[order], np.asarray(cs.std, dtype=np.float64)[order]
     data = pd.DataFrame(
         {
             "position": np.arange(len(order)),
             "channel": order,
             "class": class_name,
-            "mean": cs.mean[order],
-            "std": cs.std[order],
-            "all": everything.mean[order],
+            "mean": mean,
+            "std": std,
+            "all": np.asarray(everything.mean, dtype=np.float64)[order],
+            "low": mean - std,
+            "high": mean + std,
         }
     )
-    data["low"], data["high"] = data["mean"] - data["std"], data["mean"] + data["std"]
     colour = _ALL_COLOUR if class_name == ALL_CLASSES else _PALETTE[0]
     scale = fitted_scale(np.r_[data["low"], data["high"], data["all"]], full_range)
     x = _position_axis(sorted_by, len(order), stats.channels)
-    base = alt.Chart(data).encode(x=x)
-    band = base.mark_area(opacity=0.3, color=colour).encode(
-        y=alt.Y("low:Q", title="excitation (mean ± std)", scale=scale), y2="high:Q"
-    )
-    line = base.mark_line(strokeWidth=1.3, color=colour).encode(y=alt.Y("mean:Q", scale=scale))
-    reference = base.mark_line(strokeWidth=1, strokeDash=[4, 3], color=_ALL_COLOUR).encode(
-        y=alt.Y("all:Q", scale=scale)
-    )
-    nearest = alt.selection_point(
-        nearest=True, on="pointerover", fields=["position"], empty=False, clear="pointerout"
-    )
-    hover = (
-        base.mark_point(filled=True, size=36, color=colour)
-        .encode(
-            y=alt.Y("mean:Q", scale=scale),
-            opacity=alt.condition(nearest, alt.value(1.0), alt.value(0.0)),
-            tooltip=[
-                alt.Tooltip("channel:Q"),
-                alt.Tooltip("class:N"),
-                alt.Tooltip("mean:Q", title="mean excitation", format=".4f"),
-                alt.Tooltip("std:Q", format=".4f"),
-                alt.Tooltip("all:Q", title=f"mean ({ALL_CLASSES})", format=".4f"),
-            ],
-        )
-        .add_params(nearest)
-    )
+    tooltip = [
+        tip("channel:Q"),
+        tip("class:N"),
+        tip("mean:Q", title="mean excitation", format=".4f"),
+        tip("std:Q", format=".4f"),
+        tip("all:Q", title=f"mean ({ALL_CLASSES})", format=".4f"),
+    ]
     title = f"{stats.name}: {class_name} ({cs.count:,} images), mean ± std; dashed: {ALL_CLASSES}"
-    return finish(alt.layer(band, line, reference, hover), title)
+    return chart(
+        [
+            layer(
+                "channels",
+                {"type": "area", "opacity": 0.3, "color": colour},
+                {
+                    "x": x,
+                    "y": field("low:Q", title="excitation (mean ± std)", scale=scale),
+                    "y2": {"field": "high"},
+                },
+            ),
+            layer(
+                "channels",
+                {"type": "line", "strokeWidth": 1.3, "color": colour},
+                {"x": x, "y": field("mean:Q", scale=scale)},
+            ),
+            layer(
+                "channels",
+                {"type": "line", "strokeWidth": 1, "strokeDash": [4, 3], "color": _ALL_COLOUR},
+                {"x": x, "y": field("all:Q", scale=scale)},
+            ),
+            layer(
+                "channels",
+                {"type": "point", "filled": True, "size": 36, "color": colour},
+                {
+                    "x": x,
+                    "y": field("mean:Q", scale=scale),
+                    "opacity": _when_hovered(1.0),
+                    "tooltip": tooltip,
+                },
+                params=[_hover(["position"])],
+            ),
+        ],
+        {"channels": data},
+        title,
+    )
 
 
 def class_histograms(stats: BlockStatistics, classes: Sequence[str], channels: np.ndarray) -> pd.DataFrame:
     """Histogram counts of the chosen channels pooled, as a share of each class's gates."""
-    frames = []
+    counts, edges = [], []
     for name in classes:
         cs = stats.class_stats(name)
-        counts = cs.histogram[channels].sum(axis=0).astype(np.float64)
-        share = counts / max(1.0, counts.sum())
-        edges = np.asarray(cs.bin_edges, dtype=np.float64)
-        frames.append(
-            pd.DataFrame(
-                {"class": name, "low": edges[:-1], "high": edges[1:], "share": share, "count": counts}
-            )
-        )
-    data = pd.concat(frames, ignore_index=True)
-    data["centre"] = (data["low"] + data["high"]) / 2
-    return data
+        counts.append(cs.histogram[channels].sum(axis=0).astype(np.float64))
+        edges.append(np.asarray(cs.bin_edges, dtype=np.float64))
+    bins = len(edges[0]) - 1
+    count = np.concatenate(counts)
+    totals = np.repeat([max(1.0, c.sum()) for c in counts], bins)
+    low = np.concatenate([e[:-1] for e in edges])
+    high = np.concatenate([e[1:] for e in edges])
+    return pd.DataFrame(
+        {
+            "class": np.repeat(list(classes), bins),
+            "low": low,
+            "high": high,
+            "share": count / totals,
+            "count": count,
+            "centre": (low + high) / 2,
+        }
+    )
 
 
 def histograms(
     stats: BlockStatistics, classes: Sequence[str], channels: np.ndarray, full_range: bool = False
-):
+) -> Spec:
     """The distribution of the gates per class (chosen channels pooled), one step line per class.
 
     The x axis spans the bins that hold gates (and one empty bin each side), or [0, 1] when ``full_range``.
@@ -239,31 +344,34 @@ def histograms(
         held = data[data["count"] > 0]
         width = float(data["high"].iloc[0] - data["low"].iloc[0])
         domain = [max(0.0, float(held["low"].min()) - width), min(1.0, float(held["high"].max()) + width)]
-    return finish(
-        alt.Chart(data)
-        .mark_line(interpolate="step", strokeWidth=1.5, point=alt.OverlayMarkDef(size=14), clip=True)
-        .encode(
-            x=alt.X("centre:Q", title="excitation (bin centre)", scale=alt.Scale(domain=domain, nice=False)),
-            y=alt.Y(
-                "share:Q",
-                title="share of the class's gates",
-                axis=alt.Axis(format="%"),
-                scale=fitted_scale(data["share"], zero=True),
-            ),
-            color=alt.Color("class:N", sort=names, scale=class_colours(names), legend=legend(len(names))),
-            tooltip=[
-                "class:N",
-                alt.Tooltip("low:Q", title="from", format=".3f"),
-                alt.Tooltip("high:Q", title="to", format=".3f"),
-                alt.Tooltip("share:Q", format=".2%"),
-                alt.Tooltip("count:Q", format=",.0f"),
-            ],
+    encoding = {
+        "x": field("centre:Q", title="excitation (bin centre)", scale={"domain": domain, "nice": False}),
+        "y": field(
+            "share:Q",
+            title="share of the class's gates",
+            axis={"format": "%"},
+            scale=fitted_scale(data["share"], zero=True),
         ),
+        "color": _class_colour(names),
+        "tooltip": [
+            tip("class:N"),
+            tip("low:Q", title="from", format=".3f"),
+            tip("high:Q", title="to", format=".3f"),
+            tip("share:Q", format=".2%"),
+            tip("count:Q", format=",.0f"),
+        ],
+    }
+    mark = {"type": "line", "interpolate": "step", "strokeWidth": 1.5, "point": {"size": 14}, "clip": True}
+    return chart(
+        [layer("bins", mark, encoding)],
+        {"bins": data},
         f"{stats.name}: histogram per class ({len(channels)} channels pooled)",
     )
 
 
-def violins(stats: BlockStatistics, classes: Sequence[str], channels: np.ndarray, full_range: bool = False):
+def violins(
+    stats: BlockStatistics, classes: Sequence[str], channels: np.ndarray, full_range: bool = False
+) -> Spec:
     """Violins per class side by side (one view, no facets), one rectangle per histogram bin.
 
     Each bin of a class's histogram is a rectangle centred on the class, as wide
@@ -276,87 +384,63 @@ def violins(stats: BlockStatistics, classes: Sequence[str], channels: np.ndarray
     data["slot"] = data["class"].map(slot).astype(float)
     data["left"] = data["slot"] - 0.45 * data["share"] / widest
     data["right"] = data["slot"] + 0.45 * data["share"] / widest
-    drawn = data[data["share"] > 0]
-    labels = "[" + ", ".join(_js_string(n) for n in names) + "]"
-    x_axis = alt.Axis(
-        values=list(range(len(names))),
-        labelExpr=f"{labels}[datum.value] || ''",
-        labelAngle=-30 if len(names) > 6 else 0,
-        labelLimit=160,
-        grid=False,
-        title="class",
-    )
+    drawn = data[data["share"] > 0].reset_index(drop=True)
+    x_axis = {
+        "values": list(range(len(names))),
+        "labelExpr": _labels_at(names),
+        "labelAngle": -30 if len(names) > 6 else 0,
+        "labelLimit": 160,
+        "grid": False,
+        "title": "class",
+    }
     scale = fitted_scale(np.r_[drawn["low"], drawn["high"]], full_range)
-    return finish(
-        alt.Chart(drawn)
-        .mark_rect(opacity=0.85)
-        .encode(
-            y=alt.Y("low:Q", title="excitation", scale=scale),
-            y2="high:Q",
-            x=alt.X("left:Q", axis=x_axis, scale=alt.Scale(domain=[-0.6, len(names) - 0.4], nice=False)),
-            x2="right:Q",
-            color=alt.Color("class:N", sort=names, scale=class_colours(names), legend=None),
-            tooltip=[
-                "class:N",
-                alt.Tooltip("low:Q", title="from", format=".3f"),
-                alt.Tooltip("high:Q", title="to", format=".3f"),
-                alt.Tooltip("share:Q", format=".2%"),
-            ],
-        ),
+    encoding = {
+        "y": field("low:Q", title="excitation", scale=scale),
+        "y2": {"field": "high"},
+        "x": field("left:Q", axis=x_axis, scale={"domain": [-0.6, len(names) - 0.4], "nice": False}),
+        "x2": {"field": "right"},
+        "color": _class_colour(names, show_legend=False),
+        "tooltip": [
+            tip("class:N"),
+            tip("low:Q", title="from", format=".3f"),
+            tip("high:Q", title="to", format=".3f"),
+            tip("share:Q", format=".2%"),
+        ],
+    }
+    return chart(
+        [layer("bins", {"type": "rect", "opacity": 0.85}, encoding)],
+        {"bins": drawn},
         f"{stats.name}: distribution per class ({len(channels)} channels pooled)",
     )
-
-
-def _js_string(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 # ---------------------------------------------------------------- depth, verdicts, comparisons
 
 
-def per_block(data: pd.DataFrame, columns: Sequence[tuple[str, str]], title: str, y_title: str):
+def per_block(data: pd.DataFrame, columns: Sequence[tuple[str, str]], title: str, y_title: str) -> Spec:
     """Scores per block over depth (blocks in depth order), stage boundaries marked; y over [0, 1].
 
     ``data`` has ``block`` and ``stage`` columns and one column per score in ``columns``
     (column, label). Dashed vertical rules separate the stages; each stage is named at the top.
     """
     blocks = list(data["block"])
-    labels = "[" + ", ".join(_js_string(b) for b in blocks) + "]"
     long = data.melt(
         id_vars=["block", "stage"], value_vars=[c for c, _ in columns], var_name="score", value_name="value"
     )
-    names = dict(columns)
-    long["score"] = long["score"].map(names)
+    long["score"] = long["score"].map(dict(columns))
     long["depth"] = long["block"].map({b: i for i, b in enumerate(blocks)})
     order = [label for _, label in columns]
-    depth_scale = alt.Scale(domain=[-0.5, len(blocks) - 0.5], nice=False, zero=False)
-    x = alt.X(
+    depth_scale = {"domain": [-0.5, len(blocks) - 0.5], "nice": False, "zero": False}
+    x = field(
         "depth:Q",
         title="SE block (depth order)",
         scale=depth_scale,
-        axis=alt.Axis(
-            values=list(range(len(blocks))),
-            labelExpr=f"{labels}[datum.value] || ''",
-            labelAngle=-45 if len(blocks) > 8 else 0,
-            grid=False,
-        ),
-    )
-    y = alt.Y("value:Q", title=y_title, scale=fitted_scale(long["value"], full=True))
-    lines = (
-        alt.Chart(long)
-        .mark_line(point=alt.OverlayMarkDef(size=45, filled=True), strokeWidth=2)
-        .encode(
-            x=x,
-            y=y,
-            color=alt.Color(
-                "score:N",
-                sort=order,
-                legend=alt.Legend(
-                    title=None, orient="top", direction="horizontal", labelLimit=320, offset=22
-                ),
-            ),
-            tooltip=["block:N", "stage:Q", "score:N", alt.Tooltip("value:Q", format=".4f")],
-        )
+        axis={
+            "values": list(range(len(blocks))),
+            "labelExpr": _labels_at(blocks),
+            "labelAngle": -45 if len(blocks) > 8 else 0,
+            "grid": False,
+        },
     )
     stages = (
         data.assign(depth=range(len(blocks)))
@@ -367,37 +451,58 @@ def per_block(data: pd.DataFrame, columns: Sequence[tuple[str, str]], title: str
     stages["centre"] = (stages["min"] + stages["max"]) / 2
     stages["boundary"] = stages["min"] - 0.5
     stages["label"] = stages["stage"].map(lambda s: f"stage {s}")
-    rules = (
-        alt.Chart(stages.iloc[1:])
-        .mark_rule(color="#999999", strokeDash=[5, 4])
-        .encode(x=alt.X("boundary:Q", scale=depth_scale))
+    score_legend = {
+        "title": None,
+        "orient": "top",
+        "direction": "horizontal",
+        "labelLimit": 320,
+        "offset": 22,
+    }
+    lines = {
+        "x": x,
+        "y": field("value:Q", title=y_title, scale=fitted_scale(long["value"], full=True)),
+        "color": field("score:N", sort=order, legend=score_legend),
+        "tooltip": [tip("block:N"), tip("stage:Q"), tip("score:N"), tip("value:Q", format=".4f")],
+    }
+    return chart(
+        [
+            layer(
+                "boundaries",
+                {"type": "rule", "color": "#999999", "strokeDash": [5, 4]},
+                {"x": field("boundary:Q", scale=depth_scale)},
+            ),
+            layer(
+                "stages",
+                {"type": "text", "baseline": "bottom", "dy": -4, "color": "#666666", "fontSize": 12},
+                {"x": field("centre:Q", scale=depth_scale), "y": {"value": 0}, "text": field("label:N")},
+            ),
+            layer("scores", {"type": "line", "point": {"size": 45, "filled": True}, "strokeWidth": 2}, lines),
+        ],
+        {"boundaries": stages.iloc[1:].reset_index(drop=True), "stages": stages, "scores": long},
+        title,
     )
-    names_layer = (
-        alt.Chart(stages)
-        .mark_text(baseline="bottom", dy=-4, color="#666666", fontSize=12)
-        .encode(x=alt.X("centre:Q", scale=depth_scale), y=alt.value(0), text="label:N")
-    )
-    return finish(alt.layer(rules, names_layer, lines), title)
 
 
 def bars(
-    data: pd.DataFrame, category: str, value: str, title: str, value_title: str, colour: str, tooltip: list
-):
+    data: pd.DataFrame,
+    category: str,
+    value: str,
+    title: str,
+    value_title: str,
+    colour: str,
+    tooltip: list[Spec],
+) -> Spec:
     """Horizontal bars, one per row of ``data`` in its order, each label readable (>= 20 px a bar)."""
-    rows = len(data)
-    return finish(
-        alt.Chart(data)
-        .mark_bar()
-        .encode(
-            y=alt.Y(
-                f"{category}:N", sort=None, title=category, axis=alt.Axis(labelOverlap=False, labelLimit=200)
-            ),
-            x=alt.X(f"{value}:Q", title=value_title, scale=fitted_scale(data[value], zero=True)),
-            color=alt.value(colour),
-            tooltip=tooltip,
+    encoding = {
+        "y": field(
+            f"{category}:N", sort=None, title=category, axis={"labelOverlap": False, "labelLimit": 200}
         ),
-        title,
-        height=max(SMALL_HEIGHT, 20 * rows),
+        "x": field(f"{value}:Q", title=value_title, scale=fitted_scale(data[value], zero=True)),
+        "color": {"value": colour},
+        "tooltip": tooltip,
+    }
+    return chart(
+        [layer("bars", "bar", encoding)], {"bars": data}, title, height=max(SMALL_HEIGHT, 20 * len(data))
     )
 
 
@@ -406,68 +511,60 @@ def colour_of(index: int) -> str:
     return _PALETTE[index % len(_PALETTE)]
 
 
-def verdict_deltas(data: pd.DataFrame, title: str):
+def verdict_deltas(data: pd.DataFrame, title: str) -> Spec:
     """Accuracy change of removing each block alone (points of top-1), blocks in depth order, by verdict."""
-    order = list(data["block"])
-    return finish(
-        alt.Chart(data)
-        .mark_bar()
-        .encode(
-            x=alt.X(
-                "block:N",
-                sort=order,
-                title="SE block (depth order)",
-                axis=alt.Axis(labelAngle=-45, labelOverlap=False),
-            ),
-            y=alt.Y(
-                "delta:Q",
-                title="top-1 change when removed alone (points)",
-                scale=fitted_scale(data["delta"], zero=True),
-            ),
-            color=alt.Color(
-                "verdict:N",
-                scale=alt.Scale(
-                    domain=["identity", "constant", "keep"], range=["#e45756", "#eeca3b", "#4c78a8"]
-                ),
-                legend=alt.Legend(title="verdict", orient="top", direction="horizontal"),
-            ),
-            tooltip=[
-                "block:N",
-                "verdict:N",
-                alt.Tooltip("delta:Q", title="top-1 change (points)", format="+.2f"),
-                alt.Tooltip("agreement:Q", format=".2%"),
-                alt.Tooltip("kl:Q", format=".4g"),
-            ],
+    encoding = {
+        "x": field(
+            "block:N",
+            sort=list(data["block"]),
+            title="SE block (depth order)",
+            axis={"labelAngle": -45, "labelOverlap": False},
         ),
-        title,
-    )
+        "y": field(
+            "delta:Q",
+            title="top-1 change when removed alone (points)",
+            scale=fitted_scale(data["delta"], zero=True),
+        ),
+        "color": field(
+            "verdict:N",
+            scale={"domain": list(_VERDICT_COLOURS), "range": list(_VERDICT_COLOURS.values())},
+            legend={"title": "verdict", "orient": "top", "direction": "horizontal"},
+        ),
+        "tooltip": [
+            tip("block:N"),
+            tip("verdict:N"),
+            tip("delta:Q", title="top-1 change (points)", format="+.2f"),
+            tip("agreement:Q", format=".2%"),
+            tip("kl:Q", format=".4g"),
+        ],
+    }
+    return chart([layer("blocks", "bar", encoding)], {"blocks": data}, title)
 
 
-def overlay(data: pd.DataFrame, block: str):
+def overlay(data: pd.DataFrame, block: str) -> Spec:
     """Two stores' mean excitation over all classes for one block (Compare)."""
-    return finish(
-        alt.Chart(data)
-        .mark_line(strokeWidth=1.3, point=alt.OverlayMarkDef(size=12, opacity=0.4))
-        .encode(
-            x=alt.X("channel:Q", scale=alt.Scale(nice=False)),
-            y=alt.Y("mean:Q", title=f"mean excitation ({ALL_CLASSES})", scale=fitted_scale(data["mean"])),
-            color=alt.Color(
-                "store:N",
-                scale=alt.Scale(range=list(_PALETTE[:2])),
-                legend=alt.Legend(title="store", orient="top", direction="horizontal", labelLimit=400),
-            ),
-            tooltip=[
-                "store:N",
-                "channel:Q",
-                alt.Tooltip("mean:Q", format=".4f"),
-                alt.Tooltip("std:Q", format=".4f"),
-            ],
+    encoding = {
+        "x": field("channel:Q", scale={"nice": False}),
+        "y": field("mean:Q", title=f"mean excitation ({ALL_CLASSES})", scale=fitted_scale(data["mean"])),
+        "color": field(
+            "store:N",
+            scale={"range": list(_PALETTE[:2])},
+            legend={"title": "store", "orient": "top", "direction": "horizontal", "labelLimit": 400},
         ),
-        f"{block}: mean excitation over all classes",
+        "tooltip": [
+            tip("store:N"),
+            tip("channel:Q"),
+            tip("mean:Q", format=".4f"),
+            tip("std:Q", format=".4f"),
+        ],
+    }
+    mark = {"type": "line", "strokeWidth": 1.3, "point": {"size": 12, "opacity": 0.4}}
+    return chart(
+        [layer("stores", mark, encoding)], {"stores": data}, f"{block}: mean excitation over all classes"
     )
 
 
-def class_boxes(data: pd.DataFrame, title: str, full_range: bool = False):
+def class_boxes(data: pd.DataFrame, title: str, full_range: bool = False) -> Spec:
     """One channel's distribution per class as boxes: 25-75% box, 5-95% whiskers, median tick.
 
     ``data`` has ``class``, ``q05``, ``q25``, ``q50``, ``q75``, ``q95``, ``mean`` and
@@ -475,19 +572,43 @@ def class_boxes(data: pd.DataFrame, title: str, full_range: bool = False):
     """
     order = list(data["class"])
     scale = fitted_scale(np.r_[data["q05"], data["q95"]], full_range)
-    x = alt.X(
+    x = field(
         "class:N",
         sort=order,
         title="class",
-        axis=alt.Axis(labelAngle=-40 if len(order) > 8 else 0, labelOverlap=False, labelLimit=160),
+        axis={"labelAngle": -40 if len(order) > 8 else 0, "labelOverlap": False, "labelLimit": 160},
     )
-    tooltip: list[str | alt.Tooltip] = ["class:N", alt.Tooltip("count:Q", format=",")]
-    tooltip += [alt.Tooltip(f"{c}:Q", format=".4f") for c in ("mean", "q05", "q25", "q50", "q75", "q95")]
-    colour = alt.Color("class:N", sort=order, scale=class_colours(order), legend=None)
-    base = alt.Chart(data).encode(x=x, tooltip=tooltip)
-    whiskers = base.mark_rule(color="#555555").encode(
-        y=alt.Y("q05:Q", title="excitation", scale=scale), y2="q95:Q"
+    tooltip = [tip("class:N"), tip("count:Q", format=",")]
+    tooltip += [tip(f"{c}:Q", format=".4f") for c in ("mean", "q05", "q25", "q50", "q75", "q95")]
+    return chart(
+        [
+            layer(
+                "classes",
+                {"type": "rule", "color": "#555555"},
+                {
+                    "x": x,
+                    "y": field("q05:Q", title="excitation", scale=scale),
+                    "y2": {"field": "q95"},
+                    "tooltip": tooltip,
+                },
+            ),
+            layer(
+                "classes",
+                {"type": "bar", "size": 18, "opacity": 0.85},
+                {
+                    "x": x,
+                    "y": field("q25:Q", scale=scale),
+                    "y2": {"field": "q75"},
+                    "color": _class_colour(order, show_legend=False),
+                    "tooltip": tooltip,
+                },
+            ),
+            layer(
+                "classes",
+                {"type": "tick", "color": "white", "thickness": 2, "size": 18},
+                {"x": x, "y": field("q50:Q", scale=scale), "tooltip": tooltip},
+            ),
+        ],
+        {"classes": data},
+        title,
     )
-    box = base.mark_bar(size=18, opacity=0.85).encode(y=alt.Y("q25:Q", scale=scale), y2="q75:Q", color=colour)
-    median = base.mark_tick(color="white", thickness=2, size=18).encode(y=alt.Y("q50:Q", scale=scale))
-    return finish(alt.layer(whiskers, box, median), title)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -69,7 +68,12 @@ def render(path: Path, **_: Any) -> None:
                 name,
                 "mean gradient × gate",
                 _charts.colour_of(i),
-                ["class:N", "rank:Q", "channel:N", alt.Tooltip("attribution:Q", format=".4g")],
+                [
+                    _charts.tip("class:N"),
+                    _charts.tip("rank:Q"),
+                    _charts.tip("channel:N"),
+                    _charts.tip("attribution:Q", format=".4g"),
+                ],
             )
-            column.altair_chart(chart, width="stretch")
+            column.vega_lite_chart(spec=chart, width="stretch")
     st.dataframe(table, hide_index=True)

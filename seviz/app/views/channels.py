@@ -155,8 +155,8 @@ def _per_class(block: BlockStatistics, channel: int) -> None:
     position = {name: i for i, name in enumerate(names)}
     order = sorted(chosen, key=lambda name: -means[position[name]])
     table = class_table(block, channel, order)
-    st.altair_chart(
-        _charts.class_boxes(
+    st.vega_lite_chart(
+        spec=_charts.class_boxes(
             table,
             f"{block.name} channel {channel}: gate per class (5-95% whiskers, 25-75% box, median)",
             full,

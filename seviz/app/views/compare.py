@@ -105,4 +105,4 @@ def render(path: Path, choices: list[Path], root: Path, **_: Any) -> None:
     ]
     data = pd.concat(frames, ignore_index=True)
     chart = _charts.overlay(data, block)
-    st.altair_chart(chart, width="stretch")
+    st.vega_lite_chart(spec=chart, width="stretch")

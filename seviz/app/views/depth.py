@@ -46,8 +46,8 @@ def render(path: Path, **_: Any) -> None:
     stats = _data.statistics(path)
     table = depth_table(stats)
     near = next(c for c in table.columns if c.startswith("share >="))
-    st.altair_chart(
-        _charts.per_block(
+    st.vega_lite_chart(
+        spec=_charts.per_block(
             table,
             [
                 ("centroid accuracy", "nearest-centroid accuracy (5-fold CV)"),
@@ -59,8 +59,8 @@ def render(path: Path, **_: Any) -> None:
         ),
         width="stretch",
     )
-    st.altair_chart(
-        _charts.per_block(
+    st.vega_lite_chart(
+        spec=_charts.per_block(
             table,
             [
                 ("mean |1 - s|", "mean |1 − s| (0 = identity)"),

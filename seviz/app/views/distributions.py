@@ -138,4 +138,4 @@ def render(path: Path, **_: Any) -> None:
             f"specificity {block.specificity.between_share:.3f} (between-class share) · "
             f"mean |1 − s| {block.behaviour.mean_abs_deviation:.4f}"
         )
-        st.altair_chart(_chart(block, c, channels), width="stretch")
+        st.vega_lite_chart(spec=_chart(block, c, channels), width="stretch")

@@ -205,8 +205,10 @@ def show_report(report: EvaluationReport, rec: Recommendation, source: str) -> N
             ]
         )
         if data["delta"].notna().any():
-            st.altair_chart(
-                _charts.verdict_deltas(data.dropna(subset=["delta"]), "Remove one block alone: top-1 change"),
+            st.vega_lite_chart(
+                spec=_charts.verdict_deltas(
+                    data.dropna(subset=["delta"]), "Remove one block alone: top-1 change"
+                ),
                 width="stretch",
             )
         st.dataframe(
