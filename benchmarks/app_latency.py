@@ -12,7 +12,9 @@ request (or the click) to every chart of the page drawn:
 * first load of each page in a freshly started app (it reads what was saved);
 * a new browser session on the warm app;
 * control changes: sorting the channels and adding a class (Distributions),
-  a threshold (Pruning), the channel (Channel explorer), a class (Attribution).
+  a threshold (Pruning), the channel (Channel explorer), a class (Attribution);
+* and, for scale, Streamlit's own floor: the same browser opening a page whose
+  script writes one line (what any Streamlit app costs on this machine).
 
 ``--fresh-install`` instead times the first Distributions page of a small store
 (``--samples 1000`` by default there) with nothing saved beside it and an empty
@@ -289,6 +291,61 @@ def _controls(page, name: str, attempt: int, times: dict[str, list[float]]) -> N
         _timed(times, "control: add a class (Attribution)", option.click, page, charts + 1, extra)
 
 
+_FLOOR_SCRIPT = 'import streamlit as st\nst.title("floor")\nst.write("an empty page")\n'
+
+
+def measure_floor(repeats: int = 3) -> dict[str, list[float]]:
+    """Streamlit's own floor on this machine: a fresh page of a script that writes one line, same browser."""
+    from playwright.sync_api import sync_playwright
+
+    times: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="seviz-floor-") as folder:
+        script = Path(folder) / "floor.py"
+        script.write_text(_FLOOR_SCRIPT)
+        port = _free_port()
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(script),
+                f"--server.port={port}",
+                "--server.address=127.0.0.1",
+                "--server.headless=true",
+                "--browser.gatherUsageStats=false",
+                "--server.fileWatcherType=none",
+                "--global.developmentMode=false",
+            ],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_healthy(port)
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                try:
+                    for _ in range(repeats + 1):
+                        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                        url = f"http://127.0.0.1:{port}/"
+                        _timed(
+                            times,
+                            "floor: an empty Streamlit page",
+                            functools.partial(page.goto, url),
+                            page,
+                            0,
+                            "an empty page",
+                        )
+                        page.close()
+                finally:
+                    browser.close()
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=10)
+    return times
+
+
 def measure(store: Path, repeats: int = 3) -> dict[str, list[float]]:
     """Seconds from request to rendered page: first load of each page in a fresh app, a new session, controls."""
     from playwright.sync_api import sync_playwright
@@ -466,7 +523,10 @@ def main() -> int:
         "measured:",
         "in-process script runs (AppTest)" if args.server_only else "request to rendered page (chromium)",
     )
-    for name, values in how(store, args.repeats).items():
+    results = how(store, args.repeats)
+    if not args.server_only:
+        results = {**measure_floor(args.repeats), **results}
+    for name, values in results.items():
         shown = ", ".join(f"{v:.2f}" for v in values)
         print(f"{name:58s} median {np.median(values):6.2f} s   ({shown})")
     print(f"machine: load average {os.getloadavg()[0]:.1f} at the end")

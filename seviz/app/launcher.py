@@ -2,7 +2,7 @@
 
 The app draws what :mod:`seviz.analysis.compute`, :mod:`seviz.pruning.recommendation` and the store
 compute; this module only finds its script, checks which stores it may open
-and runs ``python -m streamlit run`` with them. Stores are either named on the
+and runs Streamlit (``python -m seviz.app.serve run``) with them. Stores are either named on the
 command line or browsed under a root folder; a path outside the root is
 refused, here and again inside the app (the app lists and opens only files
 under the root it was given).
@@ -192,7 +192,10 @@ def app_command(
     port: int = 8501,
     headless: bool = True,
 ) -> list[str]:
-    """The ``python -m streamlit run`` command line :func:`launch_app` runs.
+    """The command line :func:`launch_app` runs: ``python -m seviz.app.serve run main.py ...``.
+
+    :mod:`seviz.app.serve` is Streamlit's own command line with the app's modules
+    imported before the server starts, so the first page does not wait for them.
 
     Raises:
         AppPathError: A store is outside ``root`` or missing, or ``root`` is not a folder
@@ -204,7 +207,7 @@ def app_command(
     return [
         sys.executable,
         "-m",
-        "streamlit",
+        "seviz.app.serve",
         "run",
         str(app_script()),
         "--server.address=127.0.0.1",

@@ -108,7 +108,7 @@ def stats_a(root: Path):
 
 def test_launcher_command_serves_app_on_loopback(root: Path) -> None:
     command = app_command([str(root / "a.h5")], root=str(root), port=8599)
-    assert command[1:4] == ["-m", "streamlit", "run"]
+    assert command[1:4] == ["-m", "seviz.app.serve", "run"]
     assert Path(command[4]) == app_script() == APP.resolve()
     assert "--server.address=127.0.0.1" in command and "--server.port=8599" in command
     assert "--server.headless=true" in command
