@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 import pytest
 from _app_store import BLOCKS, CLASSES, CONSTANT, IDENTITY, PAPER_PRESENT, write_app_store, write_evaluation
+from _tiny_store import TINY_ATTRS, write_tiny_store
 
 from seviz.analysis import ALL_CLASSES, compute_statistics
 from seviz.app.launcher import (
@@ -178,7 +179,16 @@ def test_overview_shows_provenance_classes_blocks_and_skips(
         "Complete": "yes",
     }
     provenance, classes, blocks, skipped = (d.value for d in at.dataframe)
-    assert dict(zip(provenance["field"], provenance["value"], strict=True))["model"] == "planted_senet"
+    # The store has no command, finish time or versions: empty values are left out.
+    assert dict(zip(provenance["field"], provenance["value"], strict=True)) == {
+        "model": "planted_senet",
+        "model_spec": "tests/test_app.py",
+        "weights_source": "random",
+        "weights_sha256": "ab" * 32,
+        "precision": "fp32",
+        "dtype": "float32",
+        "created": "2024-01-01T00:00:00+00:00",
+    }
     assert list(classes["class"]) == list(CLASSES)
     assert list(classes["samples"]) == [80, 80, 80]
     assert list(classes["id"]) == ["n00000000", "n00000001", "n00000002"]
@@ -187,6 +197,31 @@ def test_overview_shows_provenance_classes_blocks_and_skips(
     assert list(skipped["path"]) == ["broken.jpg"]
     assert at.json[0].value and json.loads(at.json[0].value)["crop"] == 224
     assert not at.warning and not at.error
+
+
+def test_overview_shows_every_provenance_field_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_tiny_store(tmp_path / "tiny.h5")
+    at = _app(tmp_path, monkeypatch, "tiny.h5")
+    provenance = at.dataframe[0].value
+    assert list(zip(provenance["field"], provenance["value"], strict=True)) == [
+        ("model", "tiny_senet"),
+        ("model_spec", "tiny_senet"),
+        ("weights_source", "random"),
+        ("weights_sha256", "ab" * 32),
+        ("precision", "fp32"),
+        ("dtype", "float16"),
+        ("created", "2024-01-01T00:00:00+00:00"),
+        ("finished", "2024-01-01T00:01:00+00:00"),
+        ("command", "seviz record --model tiny_senet"),
+        ("seviz_version", "0.1.0"),
+        ("torch_version", "2"),
+        ("timm_version", "1"),
+        ("h5py_version", "3"),
+    ]
+    preprocessing, gate_error = (json.loads(j.value) for j in at.json)
+    assert preprocessing == TINY_ATTRS["preprocessing"] and gate_error == TINY_ATTRS["gate_error"]
 
 
 def test_incomplete_store_is_shown_with_a_warning(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
