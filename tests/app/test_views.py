@@ -711,6 +711,8 @@ def test_channel_explorer_shows_the_planted_top_and_bottom_images(
     at.selectbox(key="chan_block").set_value("SE_2_3").run()
     at.number_input(key="chan_channel_SE_2_3").set_value(PLANTED_CHANNEL).run()
     table = at.dataframe[0].value
+    # Gates shown with 4 decimals, as in the captions (near-1 gates of 0.998 do not read "1").
+    assert json.loads(at.dataframe[0].proto.columns)["gate"]["type_config"]["format"] == "%.4f"
     with open_store(explorer_root / "a.h5") as store:
         classes, gates = store.class_names, store.gates("SE_2_3")[:, PLANTED_CHANNEL]
     top = table[table["side"] == "highest"].iloc[0]
