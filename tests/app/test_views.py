@@ -507,6 +507,15 @@ def test_compare_two_stores_side_by_side(root: Path, monkeypatch: pytest.MonkeyP
     summary_a, _, summary_b, _, merged = (d.value for d in at.dataframe)
     assert dict(zip(summary_a["field"], summary_a["value"], strict=True))["model"] == "planted_senet"
     assert dict(zip(summary_b["field"], summary_b["value"], strict=True))["model"] == "pruned_senet"
+    # The blocks as a count in the table and as a list in a caption that wraps (a cell cuts it off).
+    assert dict(zip(summary_b["field"], summary_b["value"], strict=True))["SE blocks"] == str(len(BLOCKS) - 1)
+    assert f"SE blocks: {', '.join(b.name for b in BLOCKS[:-1])}" in [c.value for c in at.caption]
+    # Every number of the per-store and merged tables with 4 decimals (not 0.0143 beside 0 and 1).
+    for frame in (at.dataframe[1], at.dataframe[3], at.dataframe[4]):
+        columns = json.loads(frame.proto.columns)
+        formats = {name: c["type_config"]["format"] for name, c in columns.items() if "type_config" in c}
+        numbers = [name for name in frame.value.columns if frame.value[name].dtype.kind == "f"]
+        assert numbers and formats == dict.fromkeys(numbers, "%.4f")
     assert "Only in a.h5: SE_5_2" in _markdown(at)
     merged = merged.set_index("block")
     assert list(merged.index) == [b.name for b in BLOCKS]
