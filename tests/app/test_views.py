@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 import pytest
 from _app_store import BLOCKS, CLASSES, CONSTANT, IDENTITY, PAPER_PRESENT, write_app_store, write_evaluation
+from _tiny_store import TINY_ATTRS, write_tiny_store
 
 from seviz.analysis import ALL_CLASSES, compute_statistics
 from seviz.app.launcher import (
@@ -178,7 +179,16 @@ def test_overview_shows_provenance_classes_blocks_and_skips(
         "Complete": "yes",
     }
     provenance, classes, blocks, skipped = (d.value for d in at.dataframe)
-    assert dict(zip(provenance["field"], provenance["value"], strict=True))["model"] == "planted_senet"
+    # The store has no command, finish time or versions: empty values are left out.
+    assert dict(zip(provenance["field"], provenance["value"], strict=True)) == {
+        "model": "planted_senet",
+        "model_spec": "tests/test_app.py",
+        "weights_source": "random",
+        "weights_sha256": "ab" * 32,
+        "precision": "fp32",
+        "dtype": "float32",
+        "created": "2024-01-01T00:00:00+00:00",
+    }
     assert list(classes["class"]) == list(CLASSES)
     assert list(classes["samples"]) == [80, 80, 80]
     assert list(classes["id"]) == ["n00000000", "n00000001", "n00000002"]
@@ -187,6 +197,31 @@ def test_overview_shows_provenance_classes_blocks_and_skips(
     assert list(skipped["path"]) == ["broken.jpg"]
     assert at.json[0].value and json.loads(at.json[0].value)["crop"] == 224
     assert not at.warning and not at.error
+
+
+def test_overview_shows_every_provenance_field_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_tiny_store(tmp_path / "tiny.h5")
+    at = _app(tmp_path, monkeypatch, "tiny.h5")
+    provenance = at.dataframe[0].value
+    assert list(zip(provenance["field"], provenance["value"], strict=True)) == [
+        ("model", "tiny_senet"),
+        ("model_spec", "tiny_senet"),
+        ("weights_source", "random"),
+        ("weights_sha256", "ab" * 32),
+        ("precision", "fp32"),
+        ("dtype", "float16"),
+        ("created", "2024-01-01T00:00:00+00:00"),
+        ("finished", "2024-01-01T00:01:00+00:00"),
+        ("command", "seviz record --model tiny_senet"),
+        ("seviz_version", "0.1.0"),
+        ("torch_version", "2"),
+        ("timm_version", "1"),
+        ("h5py_version", "3"),
+    ]
+    preprocessing, gate_error = (json.loads(j.value) for j in at.json)
+    assert preprocessing == TINY_ATTRS["preprocessing"] and gate_error == TINY_ATTRS["gate_error"]
 
 
 def test_incomplete_store_is_shown_with_a_warning(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -472,6 +507,15 @@ def test_compare_two_stores_side_by_side(root: Path, monkeypatch: pytest.MonkeyP
     summary_a, _, summary_b, _, merged = (d.value for d in at.dataframe)
     assert dict(zip(summary_a["field"], summary_a["value"], strict=True))["model"] == "planted_senet"
     assert dict(zip(summary_b["field"], summary_b["value"], strict=True))["model"] == "pruned_senet"
+    # The blocks as a count in the table and as a list in a caption that wraps (a cell cuts it off).
+    assert dict(zip(summary_b["field"], summary_b["value"], strict=True))["SE blocks"] == str(len(BLOCKS) - 1)
+    assert f"SE blocks: {', '.join(b.name for b in BLOCKS[:-1])}" in [c.value for c in at.caption]
+    # Every number of the per-store and merged tables with 4 decimals (not 0.0143 beside 0 and 1).
+    for frame in (at.dataframe[1], at.dataframe[3], at.dataframe[4]):
+        columns = json.loads(frame.proto.columns)
+        formats = {name: c["type_config"]["format"] for name, c in columns.items() if "type_config" in c}
+        numbers = [name for name in frame.value.columns if frame.value[name].dtype.kind == "f"]
+        assert numbers and formats == dict.fromkeys(numbers, "%.4f")
     assert "Only in a.h5: SE_5_2" in _markdown(at)
     merged = merged.set_index("block")
     assert list(merged.index) == [b.name for b in BLOCKS]
@@ -676,6 +720,8 @@ def test_channel_explorer_shows_the_planted_top_and_bottom_images(
     at.selectbox(key="chan_block").set_value("SE_2_3").run()
     at.number_input(key="chan_channel_SE_2_3").set_value(PLANTED_CHANNEL).run()
     table = at.dataframe[0].value
+    # Gates shown with 4 decimals, as in the captions (near-1 gates of 0.998 do not read "1").
+    assert json.loads(at.dataframe[0].proto.columns)["gate"]["type_config"]["format"] == "%.4f"
     with open_store(explorer_root / "a.h5") as store:
         classes, gates = store.class_names, store.gates("SE_2_3")[:, PLANTED_CHANNEL]
     top = table[table["side"] == "highest"].iloc[0]

@@ -22,22 +22,6 @@ from seviz.store import Store, StoreError, open_store
 
 _ENTRIES = 8
 _THUMBNAIL = 160  # px, the longer side of a thumbnail
-# The store attributes the app shows as its provenance, in this order (read by `provenance`).
-_PROVENANCE = (
-    "model",
-    "model_spec",
-    "weights_source",
-    "weights_sha256",
-    "precision",
-    "dtype",
-    "created",
-    "finished",
-    "command",
-    "seviz_version",
-    "torch_version",
-    "timm_version",
-    "h5py_version",
-)
 
 
 class PageError(Exception):
@@ -140,16 +124,29 @@ def attributions(path: str | os.PathLike) -> dict[str, Any]:
 def provenance(opened: Store) -> dict[str, str]:
     """Where the store came from (model, weights, precision, created, versions ...), as text.
 
-    With :func:`recording_details`, the one place the app reads the store's provenance
-    attributes (a switch to a provenance record of the store changes only these); empty
-    values are left out.
+    Read from the store's :class:`~seviz.store.Provenance` record (with the gates' stored
+    dtype), in the order the app shows them; empty values are left out.
     """
-    return {key: str(opened.attrs[key]) for key in _PROVENANCE if str(opened.attrs.get(key, "")) != ""}
+    record = opened.provenance
+    values = {
+        "model": record.model,
+        "model_spec": record.model_spec,
+        "weights_source": record.weights_source,
+        "weights_sha256": record.weights_sha256,
+        "precision": record.precision,
+        "dtype": opened.dtype,
+        "created": record.created,
+        "finished": record.finished,
+        "command": record.command,
+        **{f"{name}_version": version for name, version in record.versions.items()},
+    }
+    return {key: str(value) for key, value in values.items() if str(value) != ""}
 
 
 def recording_details(opened: Store) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The store's preprocessing and its recording precision's gate error (JSON attributes), or {}."""
-    return opened.json_attr("preprocessing", {}) or {}, opened.json_attr("gate_error", {}) or {}
+    """The store's preprocessing and its recording precision's gate error (from its provenance), or {}."""
+    record = opened.provenance
+    return dict(record.preprocessing), dict(record.gate_error)
 
 
 def image_file(opened: Store, index: int) -> Path | None:

@@ -24,6 +24,7 @@ from seviz.store import Store
 _K = 8  # samples ranked per channel and side (the most the page shows)
 _PER_ROW = 8
 _CLASSES = 12  # classes in the per-class chart by default
+_GATE_FORMAT = "%.4f"  # gates in the table, as in the thumbnails' captions
 
 
 def default_block(names: list[str]) -> str:
@@ -57,7 +58,7 @@ def _thumbnails(opened: Store, table: pd.DataFrame) -> None:
         for column, row in zip(
             columns, table.iloc[start : start + _PER_ROW].to_dict("records"), strict=False
         ):
-            caption = f"{row['class']} · {row['gate']:.4f} · #{row['sample']}"
+            caption = f"{row['class']} · {_GATE_FORMAT % row['gate']} · #{row['sample']}"
             file = _data.image_file(opened, int(row["sample"]))
             image = _data.thumbnail(file) if file is not None else None
             with column:
@@ -130,7 +131,13 @@ def render(path: Path, **_: Any) -> None:
     missing = int((~highest["found"]).sum() + (~lowest["found"]).sum())
     if missing:
         st.warning(f"{missing} of the images are not where the store says they are (shown as missing).")
-    st.dataframe(pd.concat([highest, lowest], ignore_index=True), hide_index=True, key="chan_samples")
+    st.dataframe(
+        pd.concat([highest, lowest], ignore_index=True),
+        hide_index=True,
+        key="chan_samples",
+        # As the captions: a near-1 gate (0.9987) must not read as 1.
+        column_config={"gate": st.column_config.NumberColumn(format=_GATE_FORMAT)},
+    )
     _per_class(block, channel)
 
 

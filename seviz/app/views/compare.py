@@ -13,26 +13,35 @@ from seviz.analysis import StoreStatistics
 from seviz.app.views import _charts, _data, depth, pruning
 
 
+def _numbers(table: pd.DataFrame) -> dict[str, Any]:
+    """Column settings that show every float column of ``table`` with 4 decimals (0.0143, 0.0000, 1.0000)."""
+    return {
+        c: st.column_config.NumberColumn(format="%.4f") for c in table.columns if table[c].dtype.kind == "f"
+    }
+
+
 def _summary(path: Path) -> None:
     store = _data.store(path)
     _data.show_incomplete(store)
     st.markdown(f"**{path.name}**")
-    known = _data.provenance(store)
+    record = store.provenance
     st.dataframe(
         pd.DataFrame(
             [
-                ("model", known.get("model", "")),
-                ("weights", known.get("weights_source", "")),
-                ("weights SHA-256", known.get("weights_sha256", "")[:16]),
-                ("precision", known.get("precision", "")),
+                ("model", record.model),
+                ("weights", record.weights_source),
+                ("weights SHA-256", record.weights_sha256[:16]),
+                ("precision", record.precision),
                 ("samples", f"{len(store):,}"),
                 ("classes", str(len(store.recorded_class_names))),
-                ("SE blocks", ", ".join(store.blocks)),
+                ("SE blocks", str(len(store.blocks))),
             ],
             columns=["field", "value"],
         ),
         hide_index=True,
     )
+    # The names in a caption, which wraps: in a table cell a long list is cut at the column's edge.
+    st.caption(f"SE blocks: {', '.join(store.blocks)}")
 
 
 def render(path: Path, choices: list[Path], root: Path, **_: Any) -> None:
@@ -63,9 +72,8 @@ def render(path: Path, choices: list[Path], root: Path, **_: Any) -> None:
                 continue
             table = depth.depth_table(stats)
             tables.append((stats, table))
-            st.dataframe(
-                table[["block", "between-class share", "centroid accuracy", "mean |1 - s|"]], hide_index=True
-            )
+            shown = table[["block", "between-class share", "centroid accuracy", "mean |1 - s|"]]
+            st.dataframe(shown, hide_index=True, column_config=_numbers(shown))
     first, second = tables
     if first is None or second is None:
         return
@@ -89,7 +97,7 @@ def render(path: Path, choices: list[Path], root: Path, **_: Any) -> None:
     keep = ["block"] + [
         c for c in merged.columns if c.startswith(("verdict", "between-class share", "mean |1 - s|"))
     ]
-    st.dataframe(merged[keep], hide_index=True)
+    st.dataframe(merged[keep], hide_index=True, column_config=_numbers(merged[keep]))
     common = [b for b in stats_a.block_names if b in stats_b.blocks]
     if not common:
         st.info("The two stores have no SE block in common.")
