@@ -338,6 +338,26 @@ def test_distributions_classes_channels_and_sorting(
     assert "channels 'ten'" in at.error[0].value
 
 
+def test_histograms_say_when_a_block_fills_one_or_two_bins(
+    root: Path, monkeypatch: pytest.MonkeyPatch, stats_a
+) -> None:
+    # SE_5_2 is planted near one (every gate in the top bin); SE_4_6 spreads over [0, 1].
+    at = _app(root, monkeypatch, "a.h5", page="Distributions")
+    at.multiselect(key="dist_blocks").set_value(["SE_4_6", "SE_5_2"])
+    at.radio(key="dist_view").set_value("Histograms").run()
+    notes = [c.value for c in at.caption if "too coarse" in c.value]
+    edges = stats_a.block("SE_5_2").all.bin_edges
+    assert notes == [
+        f"Every gate drawn lies in [{edges[-2]:.2f}, 1.00]: 1 histogram bin of width "
+        f"{edges[1] - edges[0]:g}, too coarse for their shape. Figure 6 and 7 show their means "
+        "and spread; the channel explorer shows one channel's quantiles per class."
+    ]
+    at.radio(key="dist_view").set_value("Violins").run()
+    assert sum("too coarse" in c.value for c in at.caption) == 1
+    at.radio(key="dist_view").set_value("Figure 6: mean per class").run()
+    assert not any("too coarse" in c.value for c in at.caption)
+
+
 def test_distributions_paper_style_channel_subsets(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = _app(root, monkeypatch, "a.h5", page="Distributions")
     at.multiselect(key="dist_blocks").set_value(["SE_4_6"])

@@ -330,6 +330,21 @@ def class_histograms(stats: BlockStatistics, classes: Sequence[str], channels: n
     )
 
 
+def held_bins(
+    stats: BlockStatistics, classes: Sequence[str], channels: np.ndarray
+) -> tuple[int, float, float]:
+    """How many histogram bins hold the chosen channels' gates (of any chosen class), and the range they span.
+
+    A block whose gates all sit in one or two bins (SE_5_2, near 1) has no shape
+    a histogram can show at the statistics' bin width.
+    """
+    data = class_histograms(stats, classes, channels)
+    held = data[data["count"] > 0]
+    if held.empty:
+        return 0, 0.0, 0.0
+    return int(held["low"].nunique()), float(held["low"].min()), float(held["high"].max())
+
+
 def histograms(
     stats: BlockStatistics, classes: Sequence[str], channels: np.ndarray, full_range: bool = False
 ) -> Spec:

@@ -103,6 +103,18 @@ def _chart(block: BlockStatistics, c: dict[str, Any], channels: np.ndarray) -> A
     return _charts.violins(block, c["shown"], channels, full_range=c["full"])
 
 
+def _resolution_note(block: BlockStatistics, shown: list[str], channels: np.ndarray) -> None:
+    """Say so when the gates drawn fill at most two histogram bins (their shape is finer than a bin)."""
+    bins, low, high = _charts.held_bins(block, shown, channels)
+    if 0 < bins <= 2:
+        width = float(block.all.bin_edges[1] - block.all.bin_edges[0])
+        st.caption(
+            f"Every gate drawn lies in [{low:.2f}, {high:.2f}]: {bins} histogram bin{'s' if bins > 1 else ''} "
+            f"of width {width:g}, too coarse for their shape. Figure 6 and 7 show their means and spread; the "
+            "channel explorer shows one channel's quantiles per class."
+        )
+
+
 def render(path: Path, **_: Any) -> None:
     opened = _data.store(path)
     _data.show_incomplete(opened)
@@ -138,4 +150,6 @@ def render(path: Path, **_: Any) -> None:
             f"specificity {block.specificity.between_share:.3f} (between-class share) · "
             f"mean |1 − s| {block.behaviour.mean_abs_deviation:.4f}"
         )
+        if c["view"] in (VIEWS[2], VIEWS[3]):
+            _resolution_note(block, c["shown"], channels)
         st.vega_lite_chart(spec=_chart(block, c, channels), width="stretch")
