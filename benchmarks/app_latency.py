@@ -291,11 +291,41 @@ def _controls(page, name: str, attempt: int, times: dict[str, list[float]]) -> N
         _timed(times, "control: add a class (Attribution)", option.click, page, charts + 1, extra)
 
 
-_FLOOR_SCRIPT = 'import streamlit as st\nst.title("floor")\nst.write("an empty page")\n'
+# Streamlit's floor: a page that writes one line, and the same page with N plain line charts
+# (50 points, 11 series: what one Figure 6 chart draws), to tell Streamlit's and Vega's own cost
+# in this browser from the app's.
+_FLOOR_SCRIPT = """
+import numpy as np
+import streamlit as st
+
+st.set_page_config(layout="wide")
+st.title("floor")
+n = int(st.query_params.get("charts", 0))
+rng = np.random.default_rng(0)
+for i in range(n):
+    values = [{"x": x, "y": float(rng.random()), "c": f"class {c}"} for c in range(11) for x in range(50)]
+    spec = {
+        "height": 300,
+        "data": {"values": values},
+        "mark": "line",
+        "encoding": {
+            "x": {"field": "x", "type": "quantitative"},
+            "y": {"field": "y", "type": "quantitative"},
+            "color": {"field": "c", "type": "nominal"},
+        },
+    }
+    st.vega_lite_chart(spec=spec, width="stretch")
+st.write("an empty page" if n == 0 else f"{n} charts")
+"""
+_FLOOR_PAGES = {
+    0: "floor: an empty Streamlit page",
+    1: "floor: the same with 1 line chart",
+    6: "floor: the same with 6 line charts",
+}
 
 
 def measure_floor(repeats: int = 3) -> dict[str, list[float]]:
-    """Streamlit's own floor on this machine: a fresh page of a script that writes one line, same browser."""
+    """Streamlit's and Vega's own cost on this machine, same browser: a page that writes one line, then 1 and 6 charts."""
     from playwright.sync_api import sync_playwright
 
     times: dict[str, list[float]] = {}
@@ -326,18 +356,15 @@ def measure_floor(repeats: int = 3) -> dict[str, list[float]]:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 try:
-                    for _ in range(repeats + 1):
-                        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                        url = f"http://127.0.0.1:{port}/"
-                        _timed(
-                            times,
-                            "floor: an empty Streamlit page",
-                            functools.partial(page.goto, url),
-                            page,
-                            0,
-                            "an empty page",
-                        )
-                        page.close()
+                    for _attempt in range(repeats + 1):
+                        for charts, name in _FLOOR_PAGES.items():
+                            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                            url = f"http://127.0.0.1:{port}/?charts={charts}"
+                            text = "an empty page" if charts == 0 else f"{charts} charts"
+                            _timed(times, name, functools.partial(page.goto, url), page, charts, text)
+                            page.close()
+                    for name in _FLOOR_PAGES.values():
+                        times[name] = times[name][1:]  # the first round warms the browser's cache
                 finally:
                     browser.close()
         finally:
