@@ -91,6 +91,14 @@ def _chart_data(chart, column: str = "class"):
     return pd.concat([f for f in frames if column in f.columns], ignore_index=True)
 
 
+def _named_data(chart, name: str):
+    """The rows of a chart's dataset called ``name``, as a DataFrame."""
+    import pyarrow as pa
+
+    (found,) = [d for d in chart.proto.datasets if d.name == name]
+    return pa.ipc.open_stream(found.data.data).read_all().to_pandas()
+
+
 def _spec(chart) -> dict:
     return json.loads(chart.proto.spec)
 
@@ -326,10 +334,20 @@ def test_distributions_classes_channels_and_sorting(
     np.testing.assert_allclose(pug["high"] - pug["mean"], std[pug["channel"]])
 
     at.radio(key="dist_view").set_value("Histograms").run()
-    data = _chart_data(_charts(at)[0])
+    data = _chart_data(_charts(at)[0], "count")
     hist = stats_a.block("SE_4_6").class_stats("goldfish").histogram[[0, 1, 2, 3, 10]].sum(axis=0)
     np.testing.assert_allclose(data[data["class"] == "goldfish"]["count"], hist)
     assert np.isclose(data[data["class"] == "pug"]["share"].sum(), 1.0)
+    # The step outline spans every bin edge to edge: each bin's share from its low edge, the
+    # last bin closed at its high edge (not cut at its centre).
+    outline = _named_data(_charts(at)[0], "outline")
+    outline = outline[outline["class"] == "goldfish"]
+    edges = stats_a.block("SE_4_6").class_stats("goldfish").bin_edges
+    goldfish = data[data["class"] == "goldfish"]
+    np.testing.assert_allclose(sorted(outline["low"]), edges)
+    np.testing.assert_allclose(
+        outline.sort_values("low")["share"], [*goldfish["share"], goldfish["share"].iloc[-1]]
+    )
 
     at.radio(key="dist_view").set_value("Violins").run()
     assert len(_charts(at)) == 1 and not at.exception

@@ -359,27 +359,44 @@ def histograms(
         held = data[data["count"] > 0]
         width = float(data["high"].iloc[0] - data["low"].iloc[0])
         domain = [max(0.0, float(held["low"].min()) - width), min(1.0, float(held["high"].max()) + width)]
-    encoding = {
-        "x": field("centre:Q", title="excitation (bin centre)", scale={"domain": domain, "nice": False}),
-        "y": field(
-            "share:Q",
-            title="share of the class's gates",
-            axis={"format": "%"},
-            scale=fitted_scale(data["share"], zero=True),
-        ),
-        "color": _class_colour(names),
-        "tooltip": [
-            tip("class:N"),
-            tip("low:Q", title="from", format=".3f"),
-            tip("high:Q", title="to", format=".3f"),
-            tip("share:Q", format=".2%"),
-            tip("count:Q", format=",.0f"),
-        ],
-    }
-    mark = {"type": "line", "interpolate": "step", "strokeWidth": 1.5, "point": {"size": 14}, "clip": True}
+    x_scale = {"domain": domain, "nice": False}
+    y = field(
+        "share:Q",
+        title="share of the class's gates",
+        axis={"format": "%"},
+        scale=fitted_scale(data["share"], zero=True),
+    )
+    # The outline steps at the bin edges (each bin's share from its low edge to its high edge,
+    # the last one closed at its high edge); a point at each bin's centre carries the tooltip.
+    last = data.groupby("class", sort=False).tail(1)
+    outline = pd.concat(
+        [data[["class", "low", "share"]], last[["class", "high", "share"]].rename(columns={"high": "low"})]
+    )
+    # Classes in the order chosen, so "all classes" (last) is drawn on top, as in the paper.
+    outline["slot"] = outline["class"].map({name: i for i, name in enumerate(names)})
+    outline = outline.sort_values(["slot", "low"], kind="stable").drop(columns="slot")
+    colour = _class_colour(names)
+    tooltip = [
+        tip("class:N"),
+        tip("low:Q", title="from", format=".3f"),
+        tip("high:Q", title="to", format=".3f"),
+        tip("share:Q", format=".2%"),
+        tip("count:Q", format=",.0f"),
+    ]
     return chart(
-        [layer("bins", mark, encoding)],
-        {"bins": data},
+        [
+            layer(
+                "outline",
+                {"type": "line", "interpolate": "step-after", "strokeWidth": 1.5, "clip": True},
+                {"x": field("low:Q", title="excitation (bin edges)", scale=x_scale), "y": y, "color": colour},
+            ),
+            layer(
+                "bins",
+                {"type": "point", "size": 14, "filled": True, "clip": True},
+                {"x": field("centre:Q", scale=x_scale), "y": y, "color": colour, "tooltip": tooltip},
+            ),
+        ],
+        {"outline": outline.reset_index(drop=True), "bins": data},
         f"{stats.name}: histogram per class ({len(channels)} channels pooled)",
     )
 
