@@ -133,16 +133,7 @@ def cached_statistics(
     if not isinstance(store, Store):
         with open_store(store, warn_incomplete=False) as opened:
             return cached_statistics(opened, blocks, classes, settings, refresh=refresh)
-    names = list(store.blocks) if blocks is None else list(blocks)
-    for name in names:
-        store.block(name)
-    params = {
-        "statistics": STATISTICS_VERSION,
-        "settings": _settings_dict(settings),
-        "classes": None if classes is None else list(classes),
-    }
-    entry = _Entry(store, "statistics", params)
-    found = {} if refresh else {name: b for name in names if (b := entry.load(name, _read_block)) is not None}
+    names, entry, found = _saved_blocks(store, blocks, classes, settings, refresh)
     missing = [name for name in names if name not in found]
     class_names: tuple[str, ...] | None = next((b[1] for b in found.values()), None)
     if missing:
@@ -162,6 +153,50 @@ def cached_statistics(
         class_names=tuple(class_names or ()),
         blocks={name: found[name][0] for name in names},
     )
+
+
+def saved_statistics(
+    store: Store,
+    blocks: Sequence[str] | None = None,
+    classes: Sequence[str] | None = None,
+    settings: StatsSettings | None = None,
+) -> StoreStatistics | None:
+    """What :func:`cached_statistics` would return, read only: None when any block is not saved yet.
+
+    Never computes: for callers that must stay quick (the app's server warms the
+    stores it was started with, see :mod:`seviz.app.serve`).
+    """
+    settings = settings or StatsSettings()
+    names, _entry, found = _saved_blocks(store, blocks, classes, settings, refresh=False)
+    if len(found) < len(names) or not names:
+        return None
+    return StoreStatistics(
+        store=store_identity(store),
+        settings=settings,
+        class_names=next(iter(found.values()))[1],
+        blocks={name: found[name][0] for name in names},
+    )
+
+
+def _saved_blocks(
+    store: Store,
+    blocks: Sequence[str] | None,
+    classes: Sequence[str] | None,
+    settings: StatsSettings,
+    refresh: bool,
+) -> tuple[list[str], _Entry, dict[str, tuple[BlockStatistics, tuple[str, ...]]]]:
+    """The blocks asked for (checked), their cache entry, and those of them already saved."""
+    names = list(store.blocks) if blocks is None else list(blocks)
+    for name in names:
+        store.block(name)
+    params = {
+        "statistics": STATISTICS_VERSION,
+        "settings": _settings_dict(settings),
+        "classes": None if classes is None else list(classes),
+    }
+    entry = _Entry(store, "statistics", params)
+    found = {} if refresh else {name: b for name in names if (b := entry.load(name, _read_block)) is not None}
+    return names, entry, found
 
 
 def cached_channel_extremes(

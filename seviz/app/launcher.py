@@ -195,7 +195,8 @@ def app_command(
     """The command line :func:`launch_app` runs: ``python -m seviz.app.serve run main.py ...``.
 
     :mod:`seviz.app.serve` is Streamlit's own command line with the app's modules
-    imported before the server starts, so the first page does not wait for them.
+    imported, and the named stores opened, before the server starts, so the first
+    page does not wait for them.
 
     Raises:
         AppPathError: A store is outside ``root`` or missing, or ``root`` is not a folder

@@ -6,13 +6,19 @@ script anew for every page and control change, but the modules it imports
 (pandas, h5py, numpy, the statistics and pruning code, the pages) are imported
 only once per process. Importing them here, before the server starts
 listening, moves that second or so from the first page a user opens to the
-server's start-up, which ``seviz app`` waits for anyway.
+server's start-up, which ``seviz app`` waits for anyway. The stores named on
+the command line are opened here too, and their statistics read when they are
+saved beside them (never computed here, so the start stays quick).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
+from collections.abc import Sequence
+
+log = logging.getLogger(__name__)
 
 # What the pages import, and what Streamlit imports lazily to send tables and charts.
 PRELOADED = (
@@ -37,15 +43,39 @@ def preload() -> None:
             continue
 
 
+def warm(app_argv: Sequence[str]) -> list[str]:
+    """Open the stores named in the app's arguments (what follows ``--``) and read their saved statistics.
+
+    Returns the stores whose statistics were read. A store that cannot be opened
+    is left to the app, which shows the error on its page.
+    """
+    from seviz.app.launcher import parse_app_arguments
+    from seviz.app.views import _data
+    from seviz.errors import SevizError
+
+    warmed: list[str] = []
+    try:
+        stores = parse_app_arguments(app_argv).stores
+    except SevizError:
+        return warmed
+    for path in stores:
+        try:
+            if _data.warm(path):
+                warmed.append(str(path))
+        except Exception as error:  # noqa: BLE001 - the page reports it properly; the server must start
+            log.debug("not warmed: %s (%s)", path, error)
+    return warmed
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run Streamlit's command line (``argv``: its arguments, e.g. ``["run", script, ...]``)."""
     preload()
     from streamlit.web import cli
 
-    if argv is not None:
-        sys.argv = ["streamlit", *argv]
-    else:
-        sys.argv = ["streamlit", *sys.argv[1:]]
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" in argv:
+        warm(argv[argv.index("--") + 1 :])
+    sys.argv = ["streamlit", *argv]
     try:
         cli.main(prog_name="streamlit")
     except SystemExit as stop:

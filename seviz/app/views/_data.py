@@ -16,7 +16,13 @@ from typing import Any
 
 import streamlit as st
 
-from seviz.analysis import ChannelExtremes, StoreStatistics, cached_channel_extremes, cached_statistics
+from seviz.analysis import (
+    ChannelExtremes,
+    StoreStatistics,
+    cached_channel_extremes,
+    cached_statistics,
+    saved_statistics,
+)
 from seviz.pruning import Thresholds, needed_statistics
 from seviz.store import Store, StoreError, open_store
 
@@ -76,6 +82,21 @@ def _guarded(what: str, path: str | os.PathLike, function: Any) -> Any:
             f"{what} {Path(path).name}: {type(error).__name__}: {error}. "
             "Is it a seviz store written by `seviz record`?"
         ) from None
+
+
+def warm(path: str | os.PathLike) -> bool:
+    """Open a store and read its saved statistics into this process's caches; True when they were saved.
+
+    Never computes statistics (a store without saved ones is only opened). The app's
+    server calls this for the stores it was started with before it listens
+    (:mod:`seviz.app.serve`), so the first page does not wait for them.
+    """
+    key = _key(path)
+    opened = _open(*key)
+    if saved_statistics(opened) is None:
+        return False
+    _statistics(*key)
+    return True
 
 
 def store(path: str | os.PathLike) -> Store:
