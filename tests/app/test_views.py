@@ -627,7 +627,7 @@ def test_pruning_shows_what_the_evaluation_of_these_edits_measured(
 ) -> None:
     at = _app(evaluated_root, monkeypatch, "a.h5", page="Pruning")
     # The edits of the current verdicts, and the report that measured exactly them chosen first.
-    edits = next(d.value for d in at.dataframe if "edit" in d.value.columns)
+    edits = next(t.value for t in at.table if "edit" in t.value.columns)
     assert dict(zip(edits["block"], edits["verdict"], strict=True)) == {
         CONSTANT: "constant",
         IDENTITY: "identity",

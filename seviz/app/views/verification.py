@@ -101,7 +101,8 @@ def render(path: Path, opened: Store, rec: Recommendation) -> None:
     current = edits(rec)
     if current:
         st.markdown(f"**The edits of these verdicts** ({len(current)} of {len(rec.blocks)} blocks):")
-        st.dataframe(
+        # Static tables (a row a block): the page loads no data-grid code for them.
+        st.table(
             pd.DataFrame(
                 [
                     (b.name, b.verdict, _ACTIONS[b.verdict], b.module, b.params)
@@ -109,8 +110,9 @@ def render(path: Path, opened: Store, rec: Recommendation) -> None:
                     if b.verdict in _ACTIONS
                 ],
                 columns=["block", "verdict", "edit", "module", "SE params"],
-            ),
-            hide_index=True,
+            )
+            .style.format({"SE params": "{:,}"})
+            .hide()
         )
     else:
         st.info("Every block is `keep` under these thresholds: there is no edit to verify.")
@@ -211,16 +213,15 @@ def show_report(report: EvaluationReport, rec: Recommendation, source: str) -> N
                 ),
                 width="stretch",
             )
-        st.dataframe(
+        st.table(
             data.rename(
                 columns={"delta": "top-1 change (pt)", "agreement": "top-1 agreement", "kl": "mean KL"}
-            ),
-            hide_index=True,
-            column_config={
-                "top-1 agreement": st.column_config.NumberColumn(format="percent"),
-                "top-1 change (pt)": st.column_config.NumberColumn(format="%+.2f"),
-                "mean KL": st.column_config.NumberColumn(format="%.4g"),
-            },
+            )
+            .style.format(
+                {"top-1 change (pt)": "{:+.2f}", "top-1 agreement": "{:.2%}", "mean KL": "{:.4g}"},
+                na_rep="not measured",
+            )
+            .hide()
         )
 
 
