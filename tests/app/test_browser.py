@@ -210,7 +210,8 @@ def test_app_in_a_real_browser(app_url, tmp_path: Path) -> None:
             # Pruning: the planted identity block is flagged in the rendered table.
             sidebar.get_by_text("Pruning", exact=True).click()
             _settle(page)
-            table = page.get_by_test_id("stTable")
+            # The verdict table comes first (the verification's tables of edits follow it).
+            table = page.get_by_test_id("stTable").first
             expect(table).to_be_visible()
             row = table.locator("tr").filter(has_text=IDENTITY)
             expect(row).to_have_count(1)
