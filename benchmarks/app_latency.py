@@ -32,6 +32,7 @@ at ``--store`` and reused when it exists with the asked size.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import shutil
@@ -192,18 +193,33 @@ _FIRST_TEXT = {"Overview": "Provenance", "Pruning": "Verification", "Channel exp
 
 
 class _App:
-    """The app on a free port in its own process group (``with _App(store) as url``)."""
+    """A Streamlit server on a free port in its own process group (``with _App(store) as url``).
 
-    def __init__(self, store: Path, env: dict[str, str] | None = None) -> None:
-        self.store, self.env, self.port = store, env, _free_port()
+    By default the seviz app over ``store``; ``script`` instead runs that Streamlit script plainly.
+    """
 
-    def __enter__(self) -> str:
+    def __init__(
+        self, store: Path | None, env: dict[str, str] | None = None, script: Path | None = None
+    ) -> None:
+        self.store, self.env, self.script, self.port = store, env, script, _free_port()
+
+    def _command(self) -> list[str]:
+        if self.script is not None:
+            return [
+                sys.executable, "-m", "streamlit", "run", str(self.script), f"--server.port={self.port}",
+                "--server.address=127.0.0.1", "--server.headless=true", "--browser.gatherUsageStats=false",
+                "--server.fileWatcherType=none", "--global.developmentMode=false",
+            ]  # fmt: skip
+        assert self.store is not None
         code = (
             "import sys; from seviz.app.launcher import launch_app; "
             f"sys.exit(launch_app([{str(self.store)!r}], root={str(self.store.parent)!r}, port={self.port}))"
         )
+        return [sys.executable, "-c", code]
+
+    def __enter__(self) -> str:
         self.server = subprocess.Popen(
-            [sys.executable, "-c", code],
+            self._command(),
             start_new_session=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -218,6 +234,19 @@ class _App:
             self.server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             os.killpg(self.server.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _chromium():
+    """Debian's chromium driven by Playwright, closed on the way out."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def _timed(times: dict[str, list[float]], name: str, action, page, charts: int, text: str | None) -> None:
@@ -326,121 +355,84 @@ _FLOOR_PAGES = {
 
 def measure_floor(repeats: int = 3) -> dict[str, list[float]]:
     """Streamlit's and Vega's own cost on this machine, same browser: a page that writes one line, then 1 and 6 charts."""
-    from playwright.sync_api import sync_playwright
-
     times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="seviz-floor-") as folder:
         script = Path(folder) / "floor.py"
         script.write_text(_FLOOR_SCRIPT)
-        port = _free_port()
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                str(script),
-                f"--server.port={port}",
-                "--server.address=127.0.0.1",
-                "--server.headless=true",
-                "--browser.gatherUsageStats=false",
-                "--server.fileWatcherType=none",
-                "--global.developmentMode=false",
-            ],
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            _wait_healthy(port)
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                try:
-                    for _attempt in range(repeats + 1):
-                        for charts, name in _FLOOR_PAGES.items():
-                            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                            url = f"http://127.0.0.1:{port}/?charts={charts}"
-                            text = "an empty page" if charts == 0 else f"{charts} charts"
-                            _timed(times, name, functools.partial(page.goto, url), page, charts, text)
-                            page.close()
-                    for name in _FLOOR_PAGES.values():
-                        times[name] = times[name][1:]  # the first round warms the browser's cache
-                finally:
-                    browser.close()
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=10)
-    return times
+        with _App(None, script=script) as url, _chromium() as browser:
+            for _attempt in range(repeats + 1):
+                for charts, name in _FLOOR_PAGES.items():
+                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                    text = "an empty page" if charts == 0 else f"{charts} charts"
+                    _timed(
+                        times,
+                        name,
+                        functools.partial(page.goto, f"{url}?charts={charts}"),
+                        page,
+                        charts,
+                        text,
+                    )
+                    page.close()
+    # The first round warms the browser's cache.
+    return {name: values[1:] for name, values in times.items()}
 
 
 def measure(store: Path, repeats: int = 3) -> dict[str, list[float]]:
     """Seconds from request to rendered page: first load of each page in a fresh app, a new session, controls."""
-    from playwright.sync_api import sync_playwright
-
     times: dict[str, list[float]] = {}
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            for attempt in range(repeats):
-                for name, charts in PAGES.items():
-                    with _App(store) as url:
-                        address = f"{url}?page={name.replace(' ', '+')}"
-                        text = _FIRST_TEXT.get(name, name)
-                        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                        _timed(
-                            times,
-                            f"first load: {name}",
-                            functools.partial(page.goto, address),
-                            page,
-                            charts,
-                            text,
-                        )
-                        second = browser.new_page(viewport={"width": 1400, "height": 1000})
-                        _timed(
-                            times,
-                            f"new session: {name}",
-                            functools.partial(second.goto, address),
-                            second,
-                            charts,
-                            text,
-                        )
-                        page.close()
-                        _controls(second, name, attempt, times)
-                        second.close()
-        finally:
-            browser.close()
+    with _chromium() as browser:
+        for attempt in range(repeats):
+            for name, charts in PAGES.items():
+                with _App(store) as url:
+                    address = f"{url}?page={name.replace(' ', '+')}"
+                    text = _FIRST_TEXT.get(name, name)
+                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                    _timed(
+                        times,
+                        f"first load: {name}",
+                        functools.partial(page.goto, address),
+                        page,
+                        charts,
+                        text,
+                    )
+                    second = browser.new_page(viewport={"width": 1400, "height": 1000})
+                    _timed(
+                        times,
+                        f"new session: {name}",
+                        functools.partial(second.goto, address),
+                        second,
+                        charts,
+                        text,
+                    )
+                    page.close()
+                    _controls(second, name, attempt, times)
+                    second.close()
     return times
 
 
 def measure_fresh_install(store: Path, repeats: int = 3) -> dict[str, list[float]]:
     """The first Distributions page of a store with nothing saved beside it, numba's cache empty."""
-    from playwright.sync_api import sync_playwright
-
     times: dict[str, list[float]] = {}
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            for _ in range(repeats):
-                with tempfile.TemporaryDirectory(prefix="seviz-fresh-") as folder:
-                    copy = Path(folder) / "store" / store.name
-                    copy.parent.mkdir()
-                    shutil.copyfile(store, copy)
-                    env = {**os.environ, "NUMBA_CACHE_DIR": str(Path(folder) / "numba-cache")}
-                    with _App(copy, env) as url:
-                        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                        address = f"{url}?page=Distributions"
-                        name = "first page (Distributions), fresh install, nothing saved"
-                        _timed(
-                            times,
-                            name,
-                            functools.partial(page.goto, address),
-                            page,
-                            len(BLOCKS),
-                            "Distributions",
-                        )
-                        page.close()
-        finally:
-            browser.close()
+    with _chromium() as browser:
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory(prefix="seviz-fresh-") as folder:
+                copy = Path(folder) / "store" / store.name
+                copy.parent.mkdir()
+                shutil.copyfile(store, copy)
+                env = {**os.environ, "NUMBA_CACHE_DIR": str(Path(folder) / "numba-cache")}
+                with _App(copy, env) as url:
+                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                    address = f"{url}?page=Distributions"
+                    name = "first page (Distributions), fresh install, nothing saved"
+                    _timed(
+                        times,
+                        name,
+                        functools.partial(page.goto, address),
+                        page,
+                        len(BLOCKS),
+                        "Distributions",
+                    )
+                    page.close()
     return times
 
 

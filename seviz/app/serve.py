@@ -20,15 +20,11 @@ from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 
-# What the pages import, and what Streamlit imports lazily to send tables and charts.
+# The app's script (it imports every page, and through them pandas, h5py, the statistics and
+# pruning code), and what Streamlit imports lazily to send tables and charts.
 PRELOADED = (
-    "pandas",
-    "pyarrow",
-    "h5py",
-    "seviz.analysis",
-    "seviz.pruning",
-    "seviz.store",
     "seviz.app.main",
+    "pyarrow",
     "streamlit.elements.arrow",
     "streamlit.elements.vega_charts",
 )
