@@ -226,9 +226,8 @@ def _decode_and_inference(ctx: Context) -> float:
 
 
 def _run_record(ctx: Context, name: str, **options: Any) -> float:
-    import h5py
-
     from seviz.recording import record
+    from seviz.store import open_store
 
     out = ctx.work / "record.h5"
     began = time.perf_counter()
@@ -246,8 +245,8 @@ def _run_record(ctx: Context, name: str, **options: Any) -> float:
     )
     wall = time.perf_counter() - began
     assert summary.samples == len(ctx.items), summary
-    with h5py.File(out, "r") as store:
-        error = json.loads(store.attrs["gate_error"])
+    with open_store(out) as store:
+        error = store.provenance.gate_error
     fast = options.get("precision", "fp32") != "fp32" or options.get("compile")
     note = (
         f"recorded as {summary.precision}; whole call {wall:.1f} s (model load"

@@ -91,7 +91,7 @@ def store_identity(store: Store) -> dict[str, Any]:
         "precision": provenance.precision,
         "gate_error_max_abs": provenance.gate_error_max_abs,
         # so that pruning and evaluating from a recommendation see images as they were recorded
-        "preprocessing": store.json_attr("preprocessing", {}) or {},
+        "preprocessing": dict(provenance.preprocessing),
     }
 
 

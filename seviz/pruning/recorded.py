@@ -56,10 +56,7 @@ def load_recorded_model(store: Store, model: str | None = None, weights: str | N
             "if you trust that code"
         )
     # The images are seen as they were recorded: the store's preprocessing, as `seviz evaluate --store`.
-    recorded = store.json_attr("preprocessing", {})
-    request = as_request(None).over(
-        f"{STORE_PREFIX}{store.path}", recorded if isinstance(recorded, dict) else {}
-    )
+    request = as_request(None).over(f"{STORE_PREFIX}{store.path}", store.provenance.preprocessing)
     loaded = load_model(model or spec, weights or recorded_weights, data_config=request)
     if sha and not loaded.has_weights(sha):
         raise EvaluationError(

@@ -405,10 +405,10 @@ def recorded_preprocessing(
     """
     if store is not None:
         with open_store(store, warn_incomplete=False) as opened:
-            config = opened.json_attr("preprocessing", {})
-        if not isinstance(config, dict) or not config:
+            recorded = dict(opened.provenance.preprocessing)
+        if not recorded:
             raise StoreError(f"store {str(store)!r} records no preprocessing; pass --input-size/--mean/--std")
-        return f"{STORE_PREFIX}{store}", config
+        return f"{STORE_PREFIX}{store}", recorded
     if recommendation is not None:
         identity = load_recommendation(recommendation).store
         config = identity.get("preprocessing") if isinstance(identity, dict) else None

@@ -115,7 +115,7 @@ def attribute(
             ImageItem(str(store.paths[i]), int(store.labels[i]), str(store.class_names[i])) for i in rows
         ]
         block_names = store.block_names
-        request = request.over(f"{STORE_PREFIX}{store_path}", store.json_attr("preprocessing", {}))
+        request = request.over(f"{STORE_PREFIX}{store_path}", provenance.preprocessing)
     torch_device = resolve_device(device)
     loaded = load_model(
         spec,

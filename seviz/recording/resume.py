@@ -52,7 +52,7 @@ def read_committed(path: Path) -> Committed:
                 param="resume",
             )
         return Committed(
-            run_config=existing.json_attr("run_config", {}),
+            run_config=dict(existing.provenance.run_config),
             paths=existing.paths.tolist(),
             skipped=[p for p, _ in existing.skipped],
         )

@@ -24,7 +24,7 @@ from seviz.errors import StoreError
 from seviz.store._checks import check_layout, check_samples
 from seviz.store._h5 import _open_swmr, _refresh, h5_errors
 from seviz.store.attributions import Attributions, read_attributions
-from seviz.store.schema import BlockInfo, Provenance, _decode, _json_attr
+from seviz.store.schema import BlockInfo, Provenance, _decode
 from seviz.store.shards import check_shards_present
 
 log = logging.getLogger(__name__)
@@ -82,10 +82,6 @@ class Store:
         recorded = [c.name for c in self.provenance.classes]
         present = set(self.class_names.tolist())
         return [name for name in recorded if name in present] or sorted(present)
-
-    def json_attr(self, key: str, default: Any = None) -> Any:
-        """A JSON-valued root attribute (preprocessing, classes, gate_error, ...), decoded."""
-        return _json_attr(self.attrs, key, default)
 
     def attributions(self) -> dict[str, Attributions]:
         """Channel attributions written by ``seviz attribute`` (empty when none)."""

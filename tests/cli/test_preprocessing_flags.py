@@ -102,7 +102,7 @@ def test_flagged_user_model_stores_the_gates_of_a_hand_written_forward(user, fla
     with open_store(flagged_store) as store:
         paths = store.paths.tolist()
         stored = {name: store.gates(name) for name in store.block_names}
-        assert store.json_attr("preprocessing") == {
+        assert store.provenance.preprocessing == {
             "input_size": [3, 32, 32],
             "interpolation": "bilinear",
             "crop_pct": 0.875,
@@ -110,7 +110,7 @@ def test_flagged_user_model_stores_the_gates_of_a_hand_written_forward(user, fla
             "mean": [0.49, 0.48, 0.45],
             "std": [0.25, 0.24, 0.26],
         }
-        assert store.json_attr("preprocessing_source") == {
+        assert store.provenance.preprocessing_source == {
             "input_size": "flags",
             "mean": "flags",
             "std": "flags",
@@ -118,7 +118,7 @@ def test_flagged_user_model_stores_the_gates_of_a_hand_written_forward(user, fla
             "crop_pct": "default",
             "crop_mode": "default",
         }
-        assert store.json_attr("preprocessing_notes") == []  # input, mean and std were given
+        assert list(store.provenance.preprocessing_notes) == []  # input, mean and std were given
     assert len(paths) == 6 and set(stored) == set(USER_GATES)
     hand = _hand_gates(user, paths, [float(v) for v in MEAN], [float(v) for v in STD])
     for name, gates in stored.items():
@@ -149,9 +149,9 @@ def test_the_imagenet_fallback_and_upscaling_are_told_in_the_summary_and_the_sto
     assert "the images are being upscaled: their median shorter side is 40 px" in notes[1]
     assert "--input-size 3 40 40" in notes[1]
     with open_store(out_path) as store:
-        assert store.json_attr("preprocessing")["input_size"] == [3, 224, 224]
-        assert set(store.json_attr("preprocessing_source").values()) == {"default"}
-        assert store.json_attr("preprocessing_notes") == [n[len("note: ") :] for n in notes]
+        assert store.provenance.preprocessing["input_size"] == [3, 224, 224]
+        assert set(store.provenance.preprocessing_source.values()) == {"default"}
+        assert list(store.provenance.preprocessing_notes) == [n[len("note: ") :] for n in notes]
 
 
 def test_a_data_config_file_and_flags_over_it(user, tmp_path):
@@ -160,9 +160,9 @@ def test_a_data_config_file_and_flags_over_it(user, tmp_path):
     out = tmp_path / "s.h5"
     assert main(_record(user, out, "--data-config", str(config), "--mean", *MEAN)) == 0
     with open_store(out) as store:
-        assert store.json_attr("preprocessing")["mean"] == [0.49, 0.48, 0.45]
-        assert store.json_attr("preprocessing")["std"] == [0.3, 0.3, 0.3]
-        source = store.json_attr("preprocessing_source")
+        assert store.provenance.preprocessing["mean"] == [0.49, 0.48, 0.45]
+        assert store.provenance.preprocessing["std"] == [0.3, 0.3, 0.3]
+        source = store.provenance.preprocessing_source
     assert (source["mean"], source["std"], source["input_size"]) == (
         "flags",
         f"file:{config}",
@@ -192,7 +192,7 @@ def test_evaluate_uses_the_stores_preprocessing_and_says_so(user, flagged_store,
     assert f"from the preprocessing recorded in store {flagged_store}" in out
     report = json.loads((tmp_path / "e.json").read_text())
     with open_store(flagged_store) as store:
-        assert report["preprocessing"]["config"] == store.json_attr("preprocessing")
+        assert report["preprocessing"]["config"] == store.provenance.preprocessing
     assert set(report["preprocessing"]["source"].values()) == {f"store:{flagged_store}"}
     assert report["preprocessing"]["notes"] == []
     model = build_user_model(user[1])

@@ -51,7 +51,7 @@ def test_bf16_gates_stay_within_the_stored_error_bound(tmp_path):
         **kwargs,
     )
     with open_store(tmp_path / "exact.h5") as a, open_store(tmp_path / "fast.h5") as b:
-        error = b.json_attr("gate_error")
+        error = b.provenance.gate_error
         assert b.attrs["precision"] == "bf16+channels_last" and a.attrs["precision"] == "fp32"
         assert error["within_bound"] and 0 < error["max_abs"] <= 0.02  # bf16 really ran, within the bound
         assert list(a.paths) == list(b.paths)
@@ -88,7 +88,7 @@ def test_fallback_records_exact_fp32_and_says_so(cifar_like, live_demo_weights, 
     )
     assert summary.precision == "fp32"
     with open_store(tmp_path / "fb.h5") as store:
-        error = store.json_attr("gate_error")
+        error = store.provenance.gate_error
         assert store.attrs["precision"] == "fp32"
         assert not error["within_bound"] and error["recorded_precision"] == "fp32"
 
@@ -152,6 +152,6 @@ def test_real_compile_with_bf16_stays_within_the_bound(cifar_like, live_demo_wei
     )
     assert summary.precision == "bf16+channels_last+compile" and summary.samples == 18
     with open_store(tmp_path / "compiled.h5") as store:
-        error = store.json_attr("gate_error")
+        error = store.provenance.gate_error
         assert error["within_bound"] and 0 < error["max_abs"] <= 0.02
         assert error["calibration_images"] == 8

@@ -143,7 +143,7 @@ def test_store_attributes_carry_provenance(se50_run):
             "random",
         )
         assert len(attrs["weights_sha256"]) == 64 and int(attrs["weights_sha256"], 16) >= 0
-        assert store.json_attr("preprocessing") == {
+        assert store.provenance.preprocessing == {
             "input_size": [3, 224, 224],
             "interpolation": "bilinear",
             "crop_pct": 0.875,
@@ -212,7 +212,7 @@ def test_tiny_model_blocks_and_dtype_float32(tiny_spec, tmp_path):
         assert {n: b.channels for n, b in store.blocks.items()} == TINY_CHANNELS
         assert store.attrs["dtype"] == "float32"
         assert store.labels.tolist() == [0, 0, 0, 1, 1] and store.class_names.tolist()[-1] == "dog"
-        assert store.json_attr("preprocessing")["input_size"] == [3, 32, 32]  # the model's own config
+        assert store.provenance.preprocessing["input_size"] == [3, 32, 32]  # the model's own config
         gates32 = {name: store.gates(name) for name in store.block_names}
     with h5py.File(tmp_path / "single.h5", "r") as f:
         assert all(f[f"blocks/{name}"].dtype == np.float32 for name in TINY_CHANNELS)

@@ -38,12 +38,12 @@ def cifar_store(user, tmp_path_factory):
 
 def test_record_data_config_is_used_stored_and_its_source_kept(cifar_store):
     with open_store(cifar_store) as store:
-        assert store.json_attr("preprocessing") == {
+        assert store.provenance.preprocessing == {
             **CIFAR,
             "interpolation": "bilinear",
             "crop_mode": "center",
         }
-        assert store.json_attr("preprocessing_source") == {
+        assert store.provenance.preprocessing_source == {
             "input_size": "argument",
             "mean": "argument",
             "std": "argument",
@@ -51,8 +51,8 @@ def test_record_data_config_is_used_stored_and_its_source_kept(cifar_store):
             "interpolation": "default",
             "crop_mode": "default",
         }
-        assert store.json_attr("preprocessing_notes") == []
-        assert store.json_attr("run_config")["preprocessing"] == store.json_attr("preprocessing")
+        assert list(store.provenance.preprocessing_notes) == []
+        assert store.provenance.run_config["preprocessing"] == store.provenance.preprocessing
 
 
 def test_upscaling_is_told_in_the_summary_and_the_store(user, tmp_path):
@@ -65,7 +65,7 @@ def test_upscaling_is_told_in_the_summary_and_the_store(user, tmp_path):
     assert f"note: {note}" in summary.describe()
     assert "input_size, crop_pct, mean, std from the data_config argument" in summary.preprocessing
     with open_store(tmp_path / "s.h5") as store:
-        assert store.json_attr("preprocessing_notes") == [note]
+        assert list(store.provenance.preprocessing_notes) == [note]
 
 
 def test_the_imagenet_fallback_is_in_the_summary(user, tmp_path):

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from _tiny_store import TINY_ATTRS, TINY_BLOCKS, write_tiny_store
 
-from seviz.store import Provenance, RecordedClass, StoreError, StoreWriter, open_store
+from seviz.store import Provenance, RecordedClass, StoreError, StoreWriter, open_store, schema
 
-PACKAGE = Path(__file__).resolve().parents[2] / "seviz"
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "seviz"
 
 
 def test_provenance_round_trips_through_the_attributes_of_a_store(tmp_path):
@@ -78,16 +79,43 @@ def test_the_writer_takes_provenance_and_refuses_unknown_attributes_before_touch
         assert store.provenance.model == "m" and store.classes == [{"index": 0, "name": "cat", "id": None}]
 
 
+# Every root attribute of a store: its provenance and the writer's own state.
+ROOT_ATTRS = (
+    *Provenance.attr_names(),
+    *(getattr(schema, name) for name in dir(schema) if name.endswith("_ATTR")),
+)
+_KEYS = "|".join(re.escape(k) for k in ROOT_ATTRS)
+BY_NAME = re.compile(rf"""attrs(\.get\(|\[)\s*["']({_KEYS})["']|\b_?json_attr\(""")
+
+
+def _code_outside_the_store() -> list[Path]:
+    """The package (less seviz/store) and the code that uses it: the app script, scripts, benchmarks."""
+    package = [p for p in PACKAGE.rglob("*.py") if not p.relative_to(PACKAGE).as_posix().startswith("store/")]
+    return package + [p for folder in ("app", "scripts", "benchmarks") for p in (ROOT / folder).rglob("*.py")]
+
+
 def test_no_module_outside_the_store_reads_root_attributes_by_name():
-    keys = "|".join(re.escape(k) for k in Provenance.attr_names())
-    pattern = re.compile(rf"""attrs(\.get\(|\[)\s*["']({keys})["']""")
-    offenders = []
-    for path in PACKAGE.rglob("*.py"):
-        relative = path.relative_to(PACKAGE).as_posix()
-        if relative.startswith("store/"):
-            continue
-        offenders += [f"{relative}: {m.group(0)}" for m in pattern.finditer(path.read_text())]
+    # Outside seviz/store, a store's root attributes are read through its typed record
+    # (`store.provenance`, `store.complete`, `store.dtype`, ...): never by name from `.attrs`,
+    # and never through an untyped JSON reader (`json_attr(...)`, the store's private `_json_attr`).
+    offenders = [
+        f"{path.relative_to(ROOT).as_posix()}: {m.group(0)}"
+        for path in _code_outside_the_store()
+        for m in BY_NAME.finditer(path.read_text())
+    ]
     assert not offenders, offenders
+
+
+def test_the_rule_sees_each_way_of_reading_an_attribute_by_name():
+    for line in (
+        'store.attrs["preprocessing"]',
+        "f.attrs.get('skipped_count')",
+        'store.json_attr("run_config", {})',
+        '_json_attr(f.attrs, "gate_error", {})',
+    ):
+        assert BY_NAME.search(line), line
+    assert not BY_NAME.search('f.attrs["meta"]')  # the analysis cache's own file, not a store
+    assert {"complete", "dtype", "skipped_count", "world_size", "model", "run_config"} <= set(ROOT_ATTRS)
 
 
 def test_the_app_reads_no_root_attribute_at_all():
