@@ -48,7 +48,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -143,13 +143,31 @@ def compute_statistics(
             return compute_statistics(opened, blocks, classes, settings, chunk_rows, workers, jobs, compiled)
     if len(store) == 0:
         raise StoreError(f"store {str(store.path)!r} has no committed samples yet; record some first")
-    names = list(store.blocks) if blocks is None else list(blocks)
-    for name in names:
-        store.block(name)  # raises StoreError naming the block and the ones there are
+    names = _checked_blocks(store, blocks)
     if compiled is None:
         compiled = len(store) * sum(store.blocks[name].channels for name in names) > SMALL_STORE_GATES
     if compiled:
         _start_loading_kernels()
+    all_classes, selected, labels = _class_labels(store, classes)
+    analyse = _block_analyser(store, labels, all_classes, selected, settings, chunk_rows, jobs, compiled)
+    results = _statistics_by_block(store, names, analyse, workers, jobs)
+    for result in results.values():
+        _warn_outside_unit_range(store, result)
+    return StoreStatistics(
+        store=store_identity(store), settings=settings, class_names=tuple(selected), blocks=results
+    )
+
+
+def _checked_blocks(store: Store, blocks: Sequence[str] | None) -> list[str]:
+    """The blocks to analyse (default: all, in depth order), each checked to be in the store."""
+    names = list(store.blocks) if blocks is None else list(blocks)
+    for name in names:
+        store.block(name)  # raises StoreError naming the block and the ones there are
+    return names
+
+
+def _class_labels(store: Store, classes: Sequence[str] | None) -> tuple[list[str], list[str], np.ndarray]:
+    """Every class of the store (recording order first), the ones to report, and each sample's class index."""
     present, inverse = np.unique(store.class_names, return_inverse=True)
     recorded = store.recorded_class_names
     all_classes = recorded + sorted(set(present.tolist()) - set(recorded))
@@ -159,7 +177,20 @@ def compute_statistics(
             raise StoreError(_unknown("class", name, all_classes, f"store {str(store.path)!r}"))
     index = {name: i for i, name in enumerate(all_classes)}
     labels = np.asarray([index[name] for name in present.tolist()], dtype=np.intp)[inverse.ravel()]
+    return all_classes, selected, labels
 
+
+def _block_analyser(
+    store: Store,
+    labels: np.ndarray,
+    all_classes: list[str],
+    selected: list[str],
+    settings: StatsSettings,
+    chunk_rows: int | None,
+    jobs: int,
+    compiled: bool,
+) -> Callable[[str], BlockStatistics]:
+    """The statistics of one block by name, each worker's buffers reused block after block."""
     spare: queue.SimpleQueue[Scratch] = queue.SimpleQueue()  # one per worker, reused block after block
 
     def one(name: str) -> BlockStatistics:
@@ -181,6 +212,17 @@ def compute_statistics(
         finally:
             spare.put(scratch)
 
+    return one
+
+
+def _statistics_by_block(
+    store: Store,
+    names: list[str],
+    analyse: Callable[[str], BlockStatistics],
+    workers: int | None,
+    jobs: int,
+) -> dict[str, BlockStatistics]:
+    """Analyse every block, side by side in threads when more than one worker fits, results in ``names`` order."""
     if workers is not None and workers < 1:
         raise AnalysisError(f"workers={workers} must be at least 1")
     if jobs < 1:
@@ -188,25 +230,19 @@ def compute_statistics(
     # With parts, each block already runs on ``jobs`` threads.
     workers = min(len(names), workers or max(1, min(_MAX_WORKERS, _cpus()) // jobs))
     if workers <= 1:
-        results = {name: one(name) for name in names}
-    else:
-        # Blocks are independent and the compiled loops that take the time
-        # release the GIL, so blocks run side by side; largest first, so no
-        # worker is left with a big block at the end.
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seviz-stats") as pool:
-            by_size = sorted(names, key=lambda name: -store.blocks[name].channels)
-            futures = {name: pool.submit(one, name) for name in by_size}
-            try:
-                results = {name: futures[name].result() for name in names}
-            except BaseException:
-                for future in futures.values():
-                    future.cancel()
-                raise
-    for result in results.values():
-        _warn_outside_unit_range(store, result)
-    return StoreStatistics(
-        store=store_identity(store), settings=settings, class_names=tuple(selected), blocks=results
-    )
+        return {name: analyse(name) for name in names}
+    # Blocks are independent and the compiled loops that take the time
+    # release the GIL, so blocks run side by side; largest first, so no
+    # worker is left with a big block at the end.
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seviz-stats") as pool:
+        by_size = sorted(names, key=lambda name: -store.blocks[name].channels)
+        futures = {name: pool.submit(analyse, name) for name in by_size}
+        try:
+            return {name: futures[name].result() for name in names}
+        except BaseException:
+            for future in futures.values():
+                future.cancel()
+            raise
 
 
 def _warn_outside_unit_range(store: Store, result: BlockStatistics) -> None:

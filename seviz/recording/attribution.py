@@ -14,12 +14,26 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from seviz.errors import ModelLoadError, UsageError
-from seviz.models.preprocessing import STORE_PREFIX, DataConfigLike, as_request, describe_preprocessing
+from seviz.models.preprocessing import (
+    STORE_PREFIX,
+    DataConfigLike,
+    DataConfigRequest,
+    as_request,
+    describe_preprocessing,
+)
 from seviz.store import Provenance, StoreError, open_store, write_attributions
+
+if TYPE_CHECKING:
+    import torch
+
+    from seviz.data import ImageItem
+    from seviz.models import LoadedModel
+    from seviz.se import SEGate
 
 log = logging.getLogger(__name__)
 
@@ -81,19 +95,69 @@ def attribute(
         ModelLoadError: The store's model is user code and neither ``model``
             nor ``trust_store_model`` was given.
     """
-    import torch
-    from captum.attr import LayerGradientXActivation
-    from tqdm.auto import tqdm
-
-    from seviz._torch_utils import eval_mode, resolve_device
-    from seviz.data import ImageItem, iterate_batches
-    from seviz.models import load_model, weights_for_source
+    from seviz._torch_utils import resolve_device
     from seviz.se import discover_se_gates
 
     if images_per_class is not None and images_per_class < 1:
         raise UsageError(f"images_per_class={images_per_class} (--images-per-class) must be at least 1")
     store_path = Path(store_path)
     request = as_request(data_config)  # a bad value is refused before any model work
+    plan = _read_plan(store_path, model, weights, images_per_class, request, trust_store_model)
+    torch_device = resolve_device(device)
+    loaded = _load_recorded_weights(plan, num_classes, class_names, str(torch_device))
+    gates = [
+        g
+        for g in discover_se_gates(loaded.model, tuple(loaded.data_config["input_size"]))
+        if g.name in plan.block_names
+    ]
+    sums, counts = _class_sums(plan, loaded, gates, torch_device, batch_size, progress)
+    if not counts.any():
+        raise StoreError(
+            f"none of the {len(plan.items)} images recorded in {str(store_path)!r} could be read now "
+            f"(first: {plan.items[0].path!r}); were they moved? Nothing was written"
+        )
+    means = {name: total / np.maximum(counts, 1)[:, None] for name, total in sums.items()}
+    write_attributions(
+        store_path,
+        means,
+        plan.class_order,
+        {"method": METHOD, "images": int(counts.sum()), "weights_sha256": loaded.weights_sha256},
+    )
+    return AttributionSummary(
+        str(store_path),
+        len(means),
+        list(plan.class_order),
+        int(counts.sum()),
+        METHOD,
+        describe_preprocessing(loaded.data_config, loaded.preprocessing_source),
+    )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a store says to attribute: the model and weights, the images, the blocks and the preprocessing."""
+
+    spec: str
+    weights: str
+    recorded_sha: str
+    class_order: list[str]
+    items: list[ImageItem]
+    block_names: list[str]
+    request: DataConfigRequest
+
+
+def _read_plan(
+    store_path: Path,
+    model: str | None,
+    weights: str | None,
+    images_per_class: int | None,
+    request: DataConfigRequest,
+    trust_store_model: bool,
+) -> _Plan:
+    """Read from a complete, non-empty store the model to rebuild and the images to attribute."""
+    from seviz.data import ImageItem
+    from seviz.models import weights_for_source
+
     with open_store(store_path) as store:
         if not store.complete:
             raise StoreError(f"store {str(store_path)!r} is incomplete; finish it with --resume first")
@@ -104,45 +168,71 @@ def attribute(
         provenance = store.provenance
         spec = model or _recorded_model(provenance, store_path, trust_store_model)
         weights = weights or weights_for_source(provenance.weights_source)
-        recorded_sha = provenance.weights_sha256
         class_order = store.recorded_class_names
         rows = []
         for name in class_order:
             indices = np.flatnonzero(store.class_mask(name))
             rows.extend(indices[:images_per_class].tolist())
         rows.sort()
-        items = [
-            ImageItem(str(store.paths[i]), int(store.labels[i]), str(store.class_names[i])) for i in rows
-        ]
-        block_names = store.block_names
-        request = request.over(f"{STORE_PREFIX}{store_path}", provenance.preprocessing)
-    torch_device = resolve_device(device)
+        return _Plan(
+            spec=spec,
+            weights=weights,
+            recorded_sha=provenance.weights_sha256,
+            class_order=class_order,
+            items=[
+                ImageItem(str(store.paths[i]), int(store.labels[i]), str(store.class_names[i])) for i in rows
+            ],
+            block_names=store.block_names,
+            request=request.over(f"{STORE_PREFIX}{store_path}", provenance.preprocessing),
+        )
+
+
+def _load_recorded_weights(
+    plan: _Plan, num_classes: int | None, class_names: Sequence[str] | None, device: str
+) -> LoadedModel:
+    """Build the plan's model and refuse weights other than the ones the store was recorded with."""
+    from seviz.models import load_model
+
     loaded = load_model(
-        spec,
-        weights,
+        plan.spec,
+        plan.weights,
         num_classes=num_classes,
         class_names=class_names,
-        device=str(torch_device),
-        data_config=request,
+        device=device,
+        data_config=plan.request,
     )
-    if recorded_sha and not loaded.has_weights(recorded_sha):
+    if plan.recorded_sha and not loaded.has_weights(plan.recorded_sha):
         raise StoreError(
-            f"weights of {spec!r} ({weights}) have SHA-256 {loaded.weights_sha256[:12]}..., but the store was "
-            f"recorded with {recorded_sha[:12]}...; pass the recorded weights with --weights"
+            f"weights of {plan.spec!r} ({plan.weights}) have SHA-256 {loaded.weights_sha256[:12]}..., but the "
+            f"store was recorded with {plan.recorded_sha[:12]}...; pass the recorded weights with --weights"
         )
-    gates = [
-        g
-        for g in discover_se_gates(loaded.model, tuple(loaded.data_config["input_size"]))
-        if g.name in block_names
-    ]
+    return loaded
+
+
+def _class_sums(
+    plan: _Plan,
+    loaded: LoadedModel,
+    gates: list[SEGate],
+    torch_device: torch.device,
+    batch_size: int,
+    progress: bool,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Sum each gate channel's attribution per class over the plan's images, with each class's image count."""
+    import torch
+    from captum.attr import LayerGradientXActivation
+    from tqdm.auto import tqdm
+
+    from seviz._torch_utils import eval_mode
+    from seviz.data import iterate_batches
+
     layers = [loaded.model.get_submodule(g.gate_path) for g in gates]
     explainer = LayerGradientXActivation(loaded.model, layers)
-    sums = {g.name: np.zeros((len(class_order), g.channels), dtype=np.float64) for g in gates}
-    counts = np.zeros(len(class_order), dtype=np.int64)
-    position = {name: i for i, name in enumerate(class_order)}
-    bar = tqdm(total=len(items), unit="img", desc="attributing", disable=not progress)
+    sums = {g.name: np.zeros((len(plan.class_order), g.channels), dtype=np.float64) for g in gates}
+    counts = np.zeros(len(plan.class_order), dtype=np.int64)
+    position = {name: i for i, name in enumerate(plan.class_order)}
+    bar = tqdm(total=len(plan.items), unit="img", desc="attributing", disable=not progress)
     with eval_mode(loaded.model), bar:
-        for batch in iterate_batches(items, loaded.data_config, batch_size=batch_size):
+        for batch in iterate_batches(plan.items, loaded.data_config, batch_size=batch_size):
             bar.update(batch.consumed)
             if batch.images is None:
                 continue
@@ -155,26 +245,7 @@ def attribute(
                 per_image = values.detach().flatten(1).double().cpu().numpy()
                 np.add.at(sums[gate.name], slots, per_image)
             np.add.at(counts, slots, 1)
-    if not counts.any():
-        raise StoreError(
-            f"none of the {len(items)} images recorded in {str(store_path)!r} could be read now "
-            f"(first: {items[0].path!r}); were they moved? Nothing was written"
-        )
-    means = {name: total / np.maximum(counts, 1)[:, None] for name, total in sums.items()}
-    write_attributions(
-        store_path,
-        means,
-        class_order,
-        {"method": METHOD, "images": int(counts.sum()), "weights_sha256": loaded.weights_sha256},
-    )
-    return AttributionSummary(
-        str(store_path),
-        len(means),
-        list(class_order),
-        int(counts.sum()),
-        METHOD,
-        describe_preprocessing(loaded.data_config, loaded.preprocessing_source),
-    )
+    return sums, counts
 
 
 def _recorded_model(provenance: Provenance, store_path: Path, trust: bool) -> str:

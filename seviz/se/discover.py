@@ -34,6 +34,8 @@ from seviz.se.non_gates import NonSEAttention, non_se_attention
 if TYPE_CHECKING:
     from torch import nn
 
+    _Candidate = tuple[nn.Module, SEAdapter]  # an SE candidate module and the adapter that matched it
+
 log = logging.getLogger(__name__)
 
 
@@ -156,8 +158,6 @@ def discover_se_gates(model: nn.Module, input_size: tuple[int, int, int] = (3, 2
     Raises:
         NoSEBlocksError: No SE gate was found.
     """
-    import torch
-
     candidates, others = _candidates(model)
     if not candidates:
         raise NoSEBlocksError(
@@ -169,6 +169,36 @@ def discover_se_gates(model: nn.Module, input_size: tuple[int, int, int] = (3, 2
                 "block that scales its input by a sigmoid of pooled features)",
             )
         )
+    gate_shapes, input_shapes, order = _probe(model, candidates, input_size)
+    by_path = {path: (module, adapter) for path, module, adapter in candidates}
+    accepted = _confirmed(by_path, gate_shapes, input_shapes, order)
+    gates = _named_gates(by_path, accepted, input_shapes)
+    if not gates:
+        raise NoSEBlocksError(
+            _refusal(
+                others,
+                type(model).__name__,
+                "has sigmoid modules but none gates channels (no (B, C, 1, 1), (B, 1, C) or (B, C) "
+                "output), so it has no SE block seviz can record",
+            )
+        )
+    if others:
+        log.info(
+            "%s: also holds attention that is not an SE gate, not recorded: %s",
+            type(model).__name__,
+            ", ".join(sorted({other.kind for _, _, other in others})),
+        )
+    return gates
+
+
+def _probe(
+    model: nn.Module,
+    candidates: list[tuple[str, nn.Module, SEAdapter]],
+    input_size: tuple[int, int, int],
+) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]], list[str]]:
+    """One forward pass of a zero image: each candidate's gate output and block input shapes, and the call order."""
+    import torch
+
     gate_shapes: dict[str, tuple[int, ...]] = {}
     input_shapes: dict[str, tuple[int, ...]] = {}
     order: list[str] = []
@@ -187,11 +217,19 @@ def discover_se_gates(model: nn.Module, input_size: tuple[int, int, int] = (3, 2
     device = parameter.device if parameter is not None else torch.device("cpu")
     with forward_hooks(hooks), eval_mode(model), torch.no_grad():
         model(torch.zeros(1, *input_size, device=device))
+    return gate_shapes, input_shapes, order
 
-    by_path = {path: (module, adapter) for path, module, adapter in candidates}
+
+def _confirmed(
+    by_path: dict[str, _Candidate],
+    gate_shapes: dict[str, tuple[int, ...]],
+    input_shapes: dict[str, tuple[int, ...]],
+    order: list[str],
+) -> dict[str, int]:
+    """The outermost candidates whose probe output is one gate per channel, with their channel counts."""
     accepted: dict[str, int] = {}
     for path in dict.fromkeys(order):  # forward order, first call of each
-        module, adapter = by_path[path]
+        _module, adapter = by_path[path]
         shape = gate_shapes[path]
         channels = _channels(shape)
         if channels is None:
@@ -204,11 +242,17 @@ def discover_se_gates(model: nn.Module, input_size: tuple[int, int, int] = (3, 2
             continue
         accepted[path] = int(channels)
     # A confirmed block may hold a structural match of its own; the outer block is the SE block.
-    accepted = {
+    return {
         path: channels
         for path, channels in accepted.items()
         if not any(other != path and (other == "" or path.startswith(other + ".")) for other in accepted)
     }
+
+
+def _named_gates(
+    by_path: dict[str, _Candidate], accepted: dict[str, int], input_shapes: dict[str, tuple[int, ...]]
+) -> list[SEGate]:
+    """Name (SE_stage_block, unique) and measure (parameters, FLOPs) each confirmed gate, in forward order."""
     gates: list[SEGate] = []
     names: set[str] = set()
     for path, channels in accepted.items():
@@ -236,21 +280,6 @@ def discover_se_gates(model: nn.Module, input_size: tuple[int, int, int] = (3, 2
                 flops=int(2 * channels * spatial + params),
                 gate_activation=adapter.gate_activation,
             )
-        )
-    if not gates:
-        raise NoSEBlocksError(
-            _refusal(
-                others,
-                type(model).__name__,
-                "has sigmoid modules but none gates channels (no (B, C, 1, 1), (B, 1, C) or (B, C) "
-                "output), so it has no SE block seviz can record",
-            )
-        )
-    if others:
-        log.info(
-            "%s: also holds attention that is not an SE gate, not recorded: %s",
-            type(model).__name__,
-            ", ".join(sorted({other.kind for _, _, other in others})),
         )
     return gates
 
