@@ -279,6 +279,7 @@ def _combined_summary(out: Path, ranks: list[Any]) -> Any:
         store=str(out),
         samples=sum(r.samples for r in ranks),
         skipped=sum(r.skipped for r in ranks),
+        skipped_files=tuple(path for r in ranks for path in r.skipped_files),  # rank slices, in list order
         seconds=seconds,
         images_per_second=new / seconds if seconds > 0 else 0.0,
         complete=all(r.complete for r in ranks),

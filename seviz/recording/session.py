@@ -30,7 +30,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,6 +78,7 @@ class RecordSummary:
     preprocessing_notes: tuple[str, ...] = ()  # ImageNet fallback, upscaled images
     # [distributed] Under torchrun: every rank's own summary, in rank order (empty otherwise).
     ranks: tuple[RecordSummary, ...] = ()
+    skipped_files: tuple[str, ...] = ()  # the unreadable files, in list order (the store's /skipped/path)
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as a JSON-ready dict (what :meth:`write_json` writes)."""
@@ -85,6 +86,7 @@ class RecordSummary:
             **asdict(self),
             "preprocessing_notes": list(self.preprocessing_notes),
             "ranks": [rank.to_dict() for rank in self.ranks],
+            "skipped_files": list(self.skipped_files),
         }
 
     def write_json(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -99,7 +101,7 @@ class RecordSummary:
             f"model:    {self.model} ({self.precision})\n"
             f"blocks:   {self.blocks}\n"
             f"samples:  {self.samples}\n"
-            f"skipped:  {self.skipped} unreadable files\n"
+            f"skipped:  {_unreadable(self.skipped, self.skipped_files)}\n"
             f"speed:    {self.images_per_second:.1f} images/s"
             + (" (all ranks)" if self.ranks else "")
             + "".join(
@@ -115,11 +117,24 @@ class RecordSummary:
         """One line."""
         return (
             f"recorded {self.samples} images x {self.blocks} SE blocks of {self.model} "
-            f"({self.precision}) into {self.store}; skipped {self.skipped} unreadable files; "
+            f"({self.precision}) into {self.store}; skipped {_unreadable(self.skipped)}; "
             f"{self.images_per_second:.1f} images/s"
             + (f" on {len(self.ranks)} ranks" if self.ranks else "")
             + "".join(f"\nnote: {note}" for note in self.preprocessing_notes)
         )
+
+
+SKIPPED_NAMED = 5  # unreadable files a summary names; the log has every one
+
+
+def _unreadable(count: int, files: Sequence[str] = ()) -> str:
+    """``1 unreadable file: a.jpg``, ``7 unreadable files: a, b, c, d, e and 2 more (see the log)``."""
+    text = f"{count} unreadable file{'' if count == 1 else 's'}"
+    if not files:
+        return text
+    named = ", ".join(files[:SKIPPED_NAMED])
+    more = len(files) - SKIPPED_NAMED
+    return f"{text}: {named}" + (f" and {more} more (see the log)" if more > 0 else "")
 
 
 @dataclass
@@ -139,6 +154,9 @@ class _Run:
     began: float = 0.0
     start_samples: int = 0
     sink: _BackgroundWriter | _InlineWriter | None = None
+    skipped_files: list[str] = field(
+        default_factory=list
+    )  # unreadable files: a resumed store's, then this run's
 
 
 # Under torchrun, each rank records its slice into its shard and rank 0 combines the
@@ -344,6 +362,7 @@ def _prepare(
         notes,
         shard,
         start_samples=writer.samples,
+        skipped_files=list(committed.skipped) if committed is not None else [],
     )
 
 
@@ -430,6 +449,7 @@ def _run(run: _Run, stop: StopRequest) -> None:
                 decode_device=run.device if config.decode == "gpu" else None,
             ):
                 sink.put(_forward(batch, runner, recorder, mode, config.batch_size, run.device))
+                run.skipped_files.extend(path for path, _ in batch.skipped)
                 bar.update(batch.consumed)
                 stop.raise_if_requested()
         sink.finish()
@@ -520,6 +540,7 @@ def _finish(run: _Run) -> RecordSummary:
         complete=True,
         preprocessing=describe_preprocessing(run.loaded.data_config, run.loaded.preprocessing_source),
         preprocessing_notes=run.notes,
+        skipped_files=tuple(run.skipped_files),
     )
     log.debug("record summary: %s", json.dumps(summary.to_dict()))
     return summary

@@ -39,6 +39,7 @@ from seviz.store.schema import (
     SHARDS_ATTR,
     WORLD_SIZE_ATTR,
     _attr_value,
+    _decode,
     _json_attr,
 )
 
@@ -314,6 +315,7 @@ def shard_summary(path: Path) -> dict[str, Any]:
             "blocks": len(f["blocks"]),
             "samples": int(f["progress"][0]),
             "skipped": int(f["progress"][1] - f["progress"][0]),
+            "skipped_files": tuple(_decode(f["skipped/path"][: _committed_skips(f)]).tolist()),
             "precision": str(attrs.get("precision", "")),
             "complete": bool(attrs.get("complete", False)),
         }

@@ -32,7 +32,7 @@ from PIL import Image
 from timm.models.resnet import BasicBlock, ResNet
 
 import seviz
-from seviz.recording import record
+from seviz.recording import RecordSummary, record
 from seviz.store import StoreError, open_store
 
 PAPER_BLOCKS = {
@@ -274,6 +274,28 @@ def test_unreadable_files_are_skipped_and_counted(tiny_spec, tmp_path):
     with h5py.File(tmp_path / "store.h5", "r") as f:
         assert f["skipped/path"].shape == f["skipped/reason"].shape == (3,)
         assert f["progress"][:].tolist() == [5, 8]
+    named = sorted(str(p) for p in renamed.values())  # listed first in cat/, in name order
+    assert summary.skipped_files == tuple(named)
+    assert f"skipped:  3 unreadable files: {', '.join(named)}\n" in summary.summary()
+    assert summary.to_dict()["skipped_files"] == named
+    assert "skipped 3 unreadable files;" in summary.describe()
+
+
+def test_the_summary_counts_unreadable_files_in_words_and_names_the_first_five():
+    def text(files: tuple[str, ...]) -> str:
+        summary = RecordSummary("s.h5", "m", 4, 10, len(files), 1.0, 10.0, "fp32", True, skipped_files=files)
+        return next(line for line in summary.summary().splitlines() if line.startswith("skipped:"))
+
+    assert text(()) == "skipped:  0 unreadable files"
+    assert text(("d/cat/a.jpg",)) == "skipped:  1 unreadable file: d/cat/a.jpg"
+    seven = tuple(f"d/cat/{i}.jpg" for i in range(7))
+    assert text(seven) == (
+        "skipped:  7 unreadable files: d/cat/0.jpg, d/cat/1.jpg, d/cat/2.jpg, d/cat/3.jpg, d/cat/4.jpg "
+        "and 2 more (see the log)"
+    )
+    assert (
+        "skipped 1 unreadable file;" in RecordSummary("s.h5", "m", 4, 1, 1, 1.0, 1.0, "fp32", True).describe()
+    )
 
 
 def test_real_world_images_are_recorded(tiny_spec, tmp_path):
@@ -333,6 +355,29 @@ def assert_prefix_of(path: Path, clean: dict[str, np.ndarray], exact: bool = Tru
         else:
             np.testing.assert_array_equal(values, clean[name][:n], err_msg=name)
     return n
+
+
+def test_a_resumed_run_names_the_unreadable_files_of_both_runs(tiny_spec, tmp_path, monkeypatch):
+    images = write_class_folders(tmp_path / "data", {"cat": 4, "dog": 4}, size=(36, 36))
+    # A corrupt image sorted first in each class: cat's in the first run, dog's after the resume.
+    broken = []
+    for name in ("cat", "dog"):
+        data = images[name][0].read_bytes()
+        truncated = tmp_path / "data" / name / "a_truncated.jpg"  # as write_broken_images truncates
+        truncated.write_bytes(data[: len(data) // 2])
+        broken.append(str(truncated))
+    out = tmp_path / "store.h5"
+    monkeypatch.setenv("TINY_STOP_AT", "4")  # probe, batches [a_truncated, 000] and [001, 002], then stop
+    with pytest.raises(KeyboardInterrupt):
+        record_tiny(tiny_spec, tmp_path / "data", out, factory="interrupted", images_per_class=5)
+    monkeypatch.delenv("TINY_STOP_AT")
+    with open_store(out, warn_incomplete=False) as store:
+        assert [path for path, _ in store.skipped] == broken[:1] and len(store) == 3
+    summary = record_tiny(
+        tiny_spec, tmp_path / "data", out, factory="interrupted", images_per_class=5, resume=True
+    )
+    assert (summary.samples, summary.skipped, summary.skipped_files) == (8, 2, tuple(broken))
+    assert f"skipped:  2 unreadable files: {broken[0]}, {broken[1]}\n" in summary.summary()
 
 
 def test_interrupted_run_keeps_its_committed_batches_and_resumes(tiny_spec, interrupted_store):
