@@ -11,7 +11,7 @@ rebuilds a pruned network), :mod:`~seviz.models.preprocessing` (data configs),
 
 from seviz.errors import ClassResolutionError, DataConfigError, ModelLoadError
 from seviz.models.builders import MODEL_ALIASES, imagenet_names
-from seviz.models.classes import ClassRef, ClassSpace, resolve_classes, split_class_list
+from seviz.models.classes import ClassRef, ClassSpace, ModelClasses, resolve_classes, split_class_list
 from seviz.models.loaded import LoadedModel
 from seviz.models.preprocessing import (
     DATA_CONFIG_KEYS,
@@ -20,7 +20,14 @@ from seviz.models.preprocessing import (
     Preprocessing,
     resolve_preprocessing,
 )
-from seviz.models.registry import load_model, register_model_builder, runs_user_code, weights_for_source
+from seviz.models.registry import (
+    check_classes,
+    classes_before_building,
+    load_model,
+    register_model_builder,
+    runs_user_code,
+    weights_for_source,
+)
 from seviz.models.weights import file_sha256, load_weights_file, read_state_dict
 
 __all__ = [
@@ -33,8 +40,11 @@ __all__ = [
     "DataConfigError",
     "DataConfigRequest",
     "LoadedModel",
+    "ModelClasses",
     "ModelLoadError",
     "Preprocessing",
+    "check_classes",
+    "classes_before_building",
     "file_sha256",
     "imagenet_names",
     "load_model",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ MODEL_ALIASES: dict[str, str] = {
 
 
 def imagenet_names(
-    num_classes: int, model: nn.Module | None = None
+    num_classes: int, model: nn.Module | Mapping[str, Any] | None = None
 ) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
     """(names, WordNet ids) for an ImageNet-labelled head, from timm's ImageNet info."""
     from timm.data import ImageNetInfo, infer_imagenet_subset
@@ -257,6 +257,48 @@ def _unavailable(name: str, error: Exception) -> ModelLoadError:
     )
 
 
+# ---------------------------------------------------------------- classes known before a build
+
+
+def _given_classes(
+    spec: str, num_classes: int | None, class_names: Sequence[str] | None
+) -> tuple[tuple[str, ...], tuple[str, ...] | None] | None:
+    """The outputs' names ``class_names`` gives (the build checks their count), or None: only the build can tell."""
+    return (tuple(n.strip() for n in class_names), None) if class_names else None
+
+
+def _demo_classes(
+    spec: str, num_classes: int | None, class_names: Sequence[str] | None
+) -> tuple[tuple[str, ...], tuple[str, ...] | None] | None:
+    """The demo model's CIFAR-10 classes, from its shipped config (other names or counts are the build's error)."""
+    from seviz.models import demo_network as demo_model
+
+    names = tuple(demo_model.load_config()["class_names"])
+    if class_names is not None and tuple(n.strip() for n in class_names) != names:
+        return None
+    return names, None
+
+
+def _timm_classes(
+    spec: str, num_classes: int | None, class_names: Sequence[str] | None
+) -> tuple[tuple[str, ...], tuple[str, ...] | None] | None:
+    """A timm model's classes from its pretrained config's head size and timm's ImageNet names, as the build names them."""
+    if class_names:
+        return _given_classes(spec, num_classes, class_names)
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    name = MODEL_ALIASES.get(spec, spec)
+    if not timm.is_model(name.split(".", 1)[0]):
+        return None  # the build says which names there are
+    config = get_pretrained_cfg(name)
+    count = num_classes or (config.num_classes if config is not None else None)
+    if not count:
+        return None
+    # The build's _head_classes on a model whose num_classes is ``count``.
+    return imagenet_names(count, {"num_classes": count}) or (tuple(str(i) for i in range(count)), None)
+
+
 # (matches, build) for each built-in family, in the order they are tried; timm,
 # which knows the most names, is the fallback when none matches.
 BUILT_IN: list[tuple[Callable[[str], bool], Callable[..., LoadedModel]]] = [
@@ -265,3 +307,11 @@ BUILT_IN: list[tuple[Callable[[str], bool], Callable[..., LoadedModel]]] = [
     (_is_torchvision, _build_torchvision),
 ]
 FALLBACK = _build_timm
+# For each built-in family: the classes a spec's model will have, where known without building it.
+_Classes = tuple[tuple[str, ...], tuple[str, ...] | None]  # (names, WordNet ids or None)
+KNOWN_CLASSES: dict[Callable[..., LoadedModel], Callable[..., _Classes | None]] = {
+    _build_demo: _demo_classes,
+    _build_factory: _given_classes,
+    _build_torchvision: _given_classes,
+    _build_timm: _timm_classes,
+}

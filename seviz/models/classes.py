@@ -15,9 +15,27 @@ import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from seviz.errors import ClassResolutionError
-from seviz.models.loaded import LoadedModel
+
+
+class HasClasses(Protocol):
+    """A model's outputs by name: a :class:`~seviz.models.LoadedModel`, or :class:`ModelClasses` before one is built."""
+
+    @property
+    def class_names(self) -> Sequence[str]: ...
+
+    @property
+    def class_ids(self) -> Sequence[str] | None: ...
+
+
+@dataclass(frozen=True)
+class ModelClasses:
+    """The classes a model will have, known without building it (``seviz.models.classes_before_building``)."""
+
+    class_names: tuple[str, ...]
+    class_ids: tuple[str, ...] | None = None  # WordNet ids for ImageNet classes
 
 
 @dataclass(frozen=True)
@@ -50,7 +68,7 @@ def split_class_list(text: str | Sequence[str] | None) -> list[str]:
 class ClassSpace:
     """The names a model's outputs answer to."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: HasClasses) -> None:
         self.loaded = loaded
         self.synonyms: list[list[str]] = []
         if loaded.class_ids is not None:  # ImageNet (1k, 12k, 22k, ...): synonyms by WordNet id
@@ -133,7 +151,7 @@ class ClassSpace:
         return None
 
 
-def resolve_classes(requested: str | Sequence[str] | None, loaded: LoadedModel) -> list[ClassRef]:
+def resolve_classes(requested: str | Sequence[str] | None, loaded: HasClasses) -> list[ClassRef]:
     """Resolve a comma-separated list (or sequence) of class names for ``loaded``.
 
     Raises:

@@ -28,7 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from seviz.errors import ModelLoadError
-from seviz.models.builders import BUILT_IN, FALLBACK, _is_factory
+from seviz.models.builders import BUILT_IN, FALLBACK, KNOWN_CLASSES, _is_factory
+from seviz.models.classes import ModelClasses, resolve_classes
 from seviz.models.loaded import LoadedModel
 from seviz.models.preprocessing import (
     FROM_MODEL,
@@ -115,6 +116,44 @@ def load_model(
         loaded = build(spec, weights=weights, num_classes=num_classes, class_names=class_names)
     loaded.model.to(device).eval()
     return _with_preprocessing(loaded, request, explain_defaults=weights != "random")
+
+
+def classes_before_building(
+    spec: str, num_classes: int | None = None, class_names: Sequence[str] | None = None
+) -> ModelClasses | None:
+    """The classes :func:`load_model` would give ``spec``'s model, known without building it or fetching weights.
+
+    Known for the built-in families: the demo's CIFAR-10 classes, a timm model's
+    (its pretrained config's head, named by timm's ImageNet info), and whatever
+    ``class_names`` gives. None where only the build can tell (user code, a
+    torchvision head, a registered builder, an unknown name).
+    """
+    spec = (spec or "").strip()
+    build = next((b.build for b in _BUILDERS if b.matches(spec)), FALLBACK)
+    known = KNOWN_CLASSES.get(build)
+    found = known(spec, num_classes, class_names) if spec and known is not None else None
+    return ModelClasses(*found) if found is not None else None
+
+
+def check_classes(
+    spec: str,
+    classes: str | Sequence[str] | None,
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+) -> None:
+    """Refuse an unknown or ambiguous name in ``classes`` before any model is built or downloaded.
+
+    Where the classes are known only once the model is built, the names are
+    checked then (by :func:`seviz.data.find_images`).
+
+    Raises:
+        ClassResolutionError: As :func:`~seviz.models.resolve_classes` does.
+    """
+    if classes is None:
+        return
+    known = classes_before_building(spec, num_classes, class_names)
+    if known is not None:
+        resolve_classes(classes, known)
 
 
 def _with_preprocessing(

@@ -297,10 +297,12 @@ def _prepare(
     """Under the store's lock: the model, the images, the resume checks, the calibration, the writer."""
     from seviz.data import find_images, upscaling_note
     from seviz.data.gpu_decode import check_preprocessing
-    from seviz.models import load_model
+    from seviz.models import check_classes, load_model
     from seviz.se import discover_se_gates
 
     committed = resume_checks.read_committed(config.out) if config.resume else None
+    # A typo in --classes is told at once, not after a model build or a weights download.
+    check_classes(config.model, config.classes, config.num_classes, config.class_names)
     loaded = load_model(
         config.model,
         config.weights,

@@ -87,3 +87,26 @@ def test_record_refuses_an_empty_class_list_before_writing_a_store(value, tmp_pa
     assert main([*argv, "--classes", value, "--out", str(out), "--no-progress"]) == 2
     assert "names no class" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_record_tells_a_misspelt_class_before_building_the_model(tmp_path, capsys, monkeypatch):
+    import timm
+
+    def create(name, **kwargs):  # a build would download the weights
+        raise AssertionError(f"the model {name} was built")
+
+    monkeypatch.setattr(timm, "create_model", create)
+    write_class_folders(tmp_path / "data", {"goldfish": 1}, size=(32, 32))
+    argv = [
+        "record",
+        "--model",
+        "se_resnet50",
+        "--data",
+        str(tmp_path / "data"),
+        "--out",
+        str(tmp_path / "s.h5"),
+    ]
+    assert main([*argv, "--classes", "goldfsh", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown class 'goldfsh'; did you mean 'goldfish' (n01443537)" in err and "Traceback" not in err
+    assert not (tmp_path / "s.h5").exists()

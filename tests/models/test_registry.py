@@ -8,7 +8,14 @@ import pytest
 import torch
 from _images import write_tiny_model
 
-from seviz.models import MODEL_ALIASES, ModelLoadError, load_model
+from seviz.models import (
+    MODEL_ALIASES,
+    ClassResolutionError,
+    ModelLoadError,
+    check_classes,
+    classes_before_building,
+    load_model,
+)
 
 
 @pytest.fixture(scope="module")
@@ -269,3 +276,39 @@ def test_the_weights_a_store_names_are_found_by_one_function():
     assert runs_user_code("net.py:build") and runs_user_code("package.module:make")
     assert not runs_user_code("torchvision:efficientnet_b0") and not runs_user_code("se_resnet50")
     assert not runs_user_code("hf-hub:timm/seresnet50.a1_in1k")
+
+
+@pytest.mark.parametrize(
+    "spec, options",
+    [
+        ("se_resnet50", {}),
+        ("se_resnet50", {"num_classes": 10}),
+        ("seresnet18", {"class_names": [f"c{i}" for i in range(1000)]}),
+        ("vit_base_patch16_224.augreg_in21k", {}),  # a 21,843-class ImageNet-21k head
+        ("se_resnet50_cifar10", {}),
+    ],
+)
+def test_the_classes_known_before_a_build_are_the_built_models(spec, options, monkeypatch):
+    import timm
+
+    real_create = timm.create_model
+
+    def create(name, pretrained=False, **kwargs):  # the head seviz asks for, on a small network
+        head = kwargs.pop("num_classes", None) or timm.models.get_pretrained_cfg(name).num_classes
+        return real_create("seresnet18", pretrained=False, num_classes=head, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", create)
+    known = classes_before_building(spec, **options)
+    loaded = load_model(spec, "random", **options)
+    assert known is not None and len(known.class_names) == len(loaded.class_names)
+    assert (known.class_names, known.class_ids) == (loaded.class_names, loaded.class_ids)
+
+
+def test_classes_only_a_build_can_tell_are_left_to_it(tiny_spec):
+    assert classes_before_building(tiny_spec) is None  # user code: its head is known once built
+    assert classes_before_building("torchvision:efficientnet_b0") is None
+    assert classes_before_building("no_such_model") is None  # the build names the models there are
+    assert classes_before_building(tiny_spec, class_names=["cat", "dog"]).class_names == ("cat", "dog")
+    check_classes(tiny_spec, "gldfish")  # nothing to check against yet: find_images checks it after the build
+    with pytest.raises(ClassResolutionError, match=r"unknown class 'kat'; did you mean 'cat'"):
+        check_classes(tiny_spec, "kat", class_names=["cat", "dog"])

@@ -32,6 +32,7 @@ from PIL import Image
 from timm.models.resnet import BasicBlock, ResNet
 
 import seviz
+from seviz.models import ClassResolutionError, ModelLoadError
 from seviz.recording import RecordSummary, record
 from seviz.store import StoreError, open_store
 
@@ -296,6 +297,29 @@ def test_the_summary_counts_unreadable_files_in_words_and_names_the_first_five()
     assert (
         "skipped 1 unreadable file;" in RecordSummary("s.h5", "m", 4, 1, 1, 1.0, 1.0, "fp32", True).describe()
     )
+
+
+def test_a_misspelt_class_is_told_before_any_model_is_built_or_downloaded(tmp_path, monkeypatch):
+    import timm
+
+    write_class_folders(tmp_path / "data", {"goldfish": 1, "pug": 1}, size=(32, 32))
+    built = []
+
+    def create(name, pretrained=False, **kwargs):  # as timm would without network: the download fails
+        built.append(name)
+        raise RuntimeError("no network")
+
+    monkeypatch.setattr(timm, "create_model", create)
+    options = {"model": "se_resnet50", "data": tmp_path / "data", "device": "cpu", "progress": False}
+    with pytest.raises(
+        ClassResolutionError, match=r"unknown class 'goldfsh'; did you mean 'goldfish' \(n01443537\)"
+    ):
+        record(**options, out=tmp_path / "s.h5", classes="goldfsh,pug")
+    assert built == [] and not (tmp_path / "s.h5").exists()
+    # Names it knows pass the check: the build comes next, and its error is the download's.
+    with pytest.raises(ModelLoadError, match="could not fetch pretrained weights"):
+        record(**options, out=tmp_path / "s.h5", classes="goldfish,pug")
+    assert built == ["legacy_seresnet50.in1k"]
 
 
 def test_real_world_images_are_recorded(tiny_spec, tmp_path):
