@@ -15,7 +15,6 @@ from seviz.analysis.cache import (
     class_quantiles,
     class_values,
     preload_classes,
-    saved_statistics,
     store_fingerprint,
 )
 from seviz.analysis.compute import compute_statistics, store_identity
@@ -46,7 +45,6 @@ __all__ = [
     "cache_folder",
     "cached_channel_extremes",
     "cached_statistics",
-    "saved_statistics",
     "channel_extremes",
     "class_quantiles",
     "class_values",

@@ -25,8 +25,8 @@ def summarize_counts(
     width = bins // coarse_bins
     rows = np.arange(channels)
     fine = counts.reshape(groups, channels, coarse_bins, width)
-    # Widened to int32 first: numpy sums a short uint16 axis several times slower.
-    coarse[:groups] = fine.astype(np.int32).sum(axis=3)
+    # Summed into int32 in place: a widened copy first (astype) costs more than the sum itself.
+    coarse[:groups] = fine.sum(axis=3, dtype=np.int32)
     coarse[groups] = coarse[:groups].sum(axis=0)
     for g in range(groups + 1):
         ccdf = np.cumsum(coarse[g], axis=1)  # (C, H)
