@@ -22,7 +22,7 @@ from seviz.analysis import (
     compute_statistics,
 )
 from seviz.pruning import recommend
-from seviz.store import Store
+from seviz.store import Store, open_store
 
 
 @pytest.fixture
