@@ -15,6 +15,7 @@ from seviz.analysis.cache import (
     class_quantiles,
     class_values,
     preload_classes,
+    saved_statistics,
     store_fingerprint,
 )
 from seviz.analysis.compute import compute_statistics, store_identity
@@ -45,6 +46,7 @@ __all__ = [
     "cache_folder",
     "cached_channel_extremes",
     "cached_statistics",
+    "saved_statistics",
     "channel_extremes",
     "class_quantiles",
     "class_values",

@@ -155,6 +155,29 @@ def cached_statistics(
     )
 
 
+def saved_statistics(
+    store: Store,
+    blocks: Sequence[str] | None = None,
+    classes: Sequence[str] | None = None,
+    settings: StatsSettings | None = None,
+) -> StoreStatistics | None:
+    """What :func:`cached_statistics` would return, read only: None when any block is not saved yet.
+
+    Never computes: for callers that must stay quick (the app's server warms the
+    stores it was started with, see :mod:`seviz.app.serve`).
+    """
+    settings = settings or StatsSettings()
+    names, _entry, found = _saved_blocks(store, blocks, classes, settings, refresh=False)
+    if len(found) < len(names) or not names:
+        return None
+    return StoreStatistics(
+        store=store_identity(store),
+        settings=settings,
+        class_names=next(iter(found.values()))[1],
+        blocks={name: found[name][0] for name in names},
+    )
+
+
 def _saved_blocks(
     store: Store,
     blocks: Sequence[str] | None,

@@ -20,6 +20,7 @@ from seviz.analysis import (
     class_quantiles,
     class_values,
     compute_statistics,
+    saved_statistics,
 )
 from seviz.pruning import recommend
 from seviz.store import Store, open_store
@@ -76,6 +77,21 @@ def test_statistics_are_saved_once_and_read_back(tmp_path, reads):
     np.testing.assert_allclose(
         class_quantiles(block, 3), [expected.block("SE_4_6").class_stats(c).quantiles[:, 3] for c in CLASSES]
     )
+
+
+def test_saved_statistics_reads_only_what_is_saved_and_never_computes(tmp_path, reads):
+    store = write_planted_store(tmp_path / "s.h5")
+    with open_store(store) as opened:
+        assert saved_statistics(opened) is None
+        assert reads == [] and not cache_folder(store).exists()  # nothing read, nothing written
+        cached_statistics(opened, blocks=["SE_2_3"])
+        assert saved_statistics(opened) is None  # the other blocks are not saved yet
+        assert saved_statistics(opened, blocks=["SE_2_3"]).block_names == ["SE_2_3"]
+        assert saved_statistics(opened, blocks=["SE_2_3"], classes=["pug"]) is None  # another key
+        cached_statistics(opened)
+        count = len(reads)
+        _same(saved_statistics(opened), compute_statistics(opened))
+        assert len(reads) == count + len(BLOCKS)  # only compute_statistics read samples
 
 
 def test_other_settings_classes_or_blocks_are_computed_and_kept_beside(tmp_path, reads):

@@ -10,9 +10,7 @@ control change never reads samples again and a rewritten store is read anew.
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +21,10 @@ from seviz.analysis import (
     StoreStatistics,
     cached_channel_extremes,
     cached_statistics,
+    saved_statistics,
 )
 from seviz.pruning import Thresholds, needed_statistics
 from seviz.store import Store, StoreError, open_store
-
-log = logging.getLogger(__name__)
 
 _ENTRIES = 8
 _THUMBNAIL = 160  # px, the longer side of a thumbnail
@@ -87,32 +84,19 @@ def _guarded(what: str, path: str | os.PathLike, function: Any) -> Any:
         ) from None
 
 
-def warm(path: str | os.PathLike) -> threading.Thread:
-    """Start putting a store's statistics into this process's caches before any page asks for them.
+def warm(path: str | os.PathLike) -> bool:
+    """Open a store and read its saved statistics into this process's caches; True when they were saved.
 
-    The app's server calls this for the stores it was started with before it listens
-    (:mod:`seviz.app.serve`). A background thread (returned, already started) reads
-    the statistics every page draws and the gate behaviour the Pruning page reads,
-    or computes and saves them where they are not saved beside the store yet. A
-    page that asks for them meanwhile waits for that thread through the cache's
-    own lock instead of computing them a second time, and the server starts
-    listening at once. Raises :class:`PageError` when the store cannot be read.
+    Never computes statistics (a store without saved ones is only opened). The app's
+    server calls this for the stores it was started with before it listens
+    (:mod:`seviz.app.serve`), so the first page does not wait for them.
     """
     key = _key(path)
-    thread = threading.Thread(
-        target=_compute_in_background, args=key, name=f"seviz-statistics-{Path(path).name}", daemon=True
-    )
-    thread.start()
-    return thread
-
-
-def _compute_in_background(path: str, mtime_ns: int, size: int) -> None:
-    """The statistics every page reads, then the Pruning page's (errors are left to the page that asks)."""
-    try:
-        _statistics(path, mtime_ns, size)
-        _verdict_statistics(path, mtime_ns, size, Thresholds().near_one)
-    except Exception as error:  # noqa: BLE001 - the page computes again and shows the error itself
-        log.debug("statistics of %s not computed in the background: %s", path, error)
+    opened = _open(*key)
+    if saved_statistics(opened) is None:
+        return False
+    _statistics(*key)
+    return True
 
 
 def store(path: str | os.PathLike) -> Store:
