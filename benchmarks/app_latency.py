@@ -12,7 +12,10 @@ request (or the click) to every chart of the page drawn:
 * first load of each page in a freshly started app (it reads what was saved);
 * a new browser session on the warm app;
 * control changes: sorting the channels and adding a class (Distributions),
-  a threshold (Pruning), the channel (Channel explorer), a class (Attribution);
+  a threshold (Pruning), the channel (Channel explorer), a class (Attribution),
+  each clicked as soon as the page is drawn, or ``--settle S`` seconds later
+  (the browser may still be busy with the page just drawn: lazily loaded
+  widget code, Vega views finishing);
 * and, for scale, Streamlit's own floor: the same browser opening a page whose
   script writes one line (what any Streamlit app costs on this machine).
 
@@ -267,17 +270,26 @@ def _pick(page, label: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
-def _controls(page, name: str, attempt: int, times: dict[str, list[float]]) -> None:
-    """Control changes on one page, each timed from the click to the page drawn again."""
+def _controls(page, name: str, attempt: int, times: dict[str, list[float]], settle: float = 0.0) -> None:
+    """Control changes on one page, each timed from the click to the page drawn again.
+
+    ``settle``: seconds to wait before each change (0: as soon as the page is drawn).
+    """
     charts = PAGES[name]
+
+    def pause() -> None:
+        time.sleep(settle)
+
     if name == "Distributions":
         for sort, marker in (
             ("class specificity (between/within variance)", "sorted by class"),
             ("channel index", "shown, channel order"),
         ):
+            pause()
             page.get_by_test_id("stSelectbox").filter(has_text="Sort channels by").click()
             option = page.get_by_role("option", name=sort, exact=True)
             _timed(times, "control: sort the channels (Distributions)", option.click, page, charts, marker)
+        pause()
         classes = page.get_by_test_id("stMultiSelect").filter(has_text="Classes")
         extra = f"class_{MAX_DEFAULT_CLASSES + attempt:04d}"
         classes.locator("input").click()
@@ -292,6 +304,8 @@ def _controls(page, name: str, attempt: int, times: dict[str, list[float]]) -> N
             .locator("input")
         )
         value = f"0.{5 + attempt}"
+
+        pause()
 
         def change() -> None:
             field.fill(value)
@@ -310,8 +324,10 @@ def _controls(page, name: str, attempt: int, times: dict[str, list[float]]) -> N
         channel = int(box.locator("input").input_value()) + 1
         step = box.get_by_test_id("stNumberInputStepUp")
         marker = f" channel {channel}: mean"
+        pause()
         _timed(times, "control: the channel (Channel explorer)", step.click, page, charts, marker)
     elif name == "Attribution":
+        pause()
         classes = page.get_by_test_id("stMultiSelect").filter(has_text="Classes")
         extra = f"class_{10 + attempt:04d}"
         classes.locator("input").click()
@@ -377,8 +393,11 @@ def measure_floor(repeats: int = 3) -> dict[str, list[float]]:
     return {name: values[1:] for name, values in times.items()}
 
 
-def measure(store: Path, repeats: int = 3) -> dict[str, list[float]]:
-    """Seconds from request to rendered page: first load of each page in a fresh app, a new session, controls."""
+def measure(store: Path, repeats: int = 3, settle: float = 0.0) -> dict[str, list[float]]:
+    """Seconds from request to rendered page: first load of each page in a fresh app, a new session, controls.
+
+    ``settle``: seconds to wait before each control change (see ``--settle``).
+    """
     times: dict[str, list[float]] = {}
     with _chromium() as browser:
         for attempt in range(repeats):
@@ -405,7 +424,7 @@ def measure(store: Path, repeats: int = 3) -> dict[str, list[float]]:
                         text,
                     )
                     page.close()
-                    _controls(second, name, attempt, times)
+                    _controls(second, name, attempt, times, settle)
                     second.close()
     return times
 
@@ -514,6 +533,12 @@ def main() -> int:
     parser.add_argument(
         "--server-only", action="store_true", help="time the script in-process with AppTest (no browser)"
     )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="seconds to wait before each control change (default 0: click as soon as the page is drawn)",
+    )
     args = parser.parse_args()
     if not args.server_only and not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} is missing: apt-get install -y chromium", file=sys.stderr)
@@ -542,7 +567,7 @@ def main() -> int:
         "measured:",
         "in-process script runs (AppTest)" if args.server_only else "request to rendered page (chromium)",
     )
-    results = how(store, args.repeats)
+    results = measure(store, args.repeats, args.settle) if how is measure else how(store, args.repeats)
     if not args.server_only:
         results = {**measure_floor(args.repeats), **results}
     for name, values in results.items():
