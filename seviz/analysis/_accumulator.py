@@ -424,33 +424,73 @@ class BlockAccumulator:
 
     def finish(self) -> BlockStatistics:
         """Turn the running state into :class:`~seviz.stats.BlockStatistics`."""
-        settings = self.settings
+        n_k, present, mean_k, var_k = self._class_moments()
+        total = int(n_k.sum())
+        mean_all, between, within = self._pooled_moments(n_k, present, mean_k, var_k, total)
+        var_all = between + within
+        low_all, high_all = self.low[present].min(axis=0), self.high[present].max(axis=0)
+        counts, coarse, quantiles = self._summarize_histograms()
+        classes = self._selected_class_stats(n_k, mean_k, var_k, coarse, quantiles)
+        everything = self._class_stats(
+            ALL_CLASSES, total, mean_all, var_all, low_all, high_all, coarse[-1], quantiles[-1]
+        )
+        specificity = self._specificity(present, mean_all, between, within)
+        behaviour = self._behaviour(counts, total, mean_all, var_all, low_all, high_all)
+        return BlockStatistics(
+            info=self.info,
+            classes=classes,
+            all=everything,
+            specificity=specificity,
+            behaviour=behaviour,
+            quantile_bins=self.bins,
+        )
+
+    def _class_moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per class: row count, whether seen, mean and variance (from the sums about ``ref``)."""
         n_k = self.count.sum(axis=1)
         present = n_k > 0
-        total = int(n_k.sum())
         safe = np.maximum(n_k, 1)[:, None]
         shift = self.s1.sum(axis=1) / safe
         mean_k = self.ref + shift
         var_k = np.maximum(self.s2 / safe - shift**2, 0.0)
+        return n_k, present, mean_k, var_k
+
+    def _pooled_moments(
+        self, n_k: np.ndarray, present: np.ndarray, mean_k: np.ndarray, var_k: np.ndarray, total: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Over all rows: the mean, and the variance's between-class and within-class parts."""
         weight = n_k[present, None].astype(np.float64)
         mean_all = (weight * mean_k[present]).sum(axis=0) / total
         between = (weight * (mean_k[present] - mean_all) ** 2).sum(axis=0) / total
         within = (weight * var_k[present]).sum(axis=0) / total
-        var_all = between + within
-        low_all, high_all = self.low[present].min(axis=0), self.high[present].max(axis=0)
+        return mean_all, between, within
 
+    def _summarize_histograms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The fine counts, and from them each group's (and all classes') coarse histogram and quantiles."""
         if self.compiled:
             from seviz.analysis._kernels import summarize_counts
         else:
             from seviz.analysis._numpy_loops import summarize_counts
 
-        index = {name: i for i, name in enumerate(self.all_classes)}
+        settings = self.settings
         counts = self.histograms()
         # Per group (the reported classes, plus the rest), then for all classes (their sum).
         levels = np.asarray(settings.quantile_levels, dtype=np.float64)
         coarse = np.empty((len(counts) + 1, self.info.channels, settings.histogram_bins), dtype=np.int64)
         quantiles = np.empty((len(counts) + 1, len(levels), self.info.channels), dtype=np.float64)
         summarize_counts(counts, settings.histogram_bins, levels, coarse, quantiles)
+        return counts, coarse, quantiles
+
+    def _selected_class_stats(
+        self,
+        n_k: np.ndarray,
+        mean_k: np.ndarray,
+        var_k: np.ndarray,
+        coarse: np.ndarray,
+        quantiles: np.ndarray,
+    ) -> dict[str, ClassStats]:
+        """The :class:`ClassStats` of each reported class, by name, in the reported order."""
+        index = {name: i for i, name in enumerate(self.all_classes)}
         classes = {}
         for group, name in enumerate(self.selected):
             k = index[name]
@@ -464,24 +504,36 @@ class BlockAccumulator:
                 coarse[group],
                 quantiles[group],
             )
-        everything = self._class_stats(
-            ALL_CLASSES, total, mean_all, var_all, low_all, high_all, coarse[-1], quantiles[-1]
-        )
+        return classes
 
+    def _specificity(
+        self, present: np.ndarray, mean_all: np.ndarray, between: np.ndarray, within: np.ndarray
+    ) -> Specificity:
+        """How class-specific the block's gates are: variance ratios and nearest-centroid accuracy."""
         ratio = between / (within + _VARIANCE_FLOOR)
         spread = float(between.sum() + within.sum())
         accuracy, evaluated = self._centroid_accuracy(mean_all)
-        specificity = Specificity(
+        return Specificity(
             variance_ratio=float(ratio.mean()),
             between_share=float(between.sum()) / spread if spread > 0 else 0.0,
             channel_ratio=ratio,
             accuracy=accuracy,
             chance=1.0 / int(present.sum()),
             classes=int(present.sum()),
-            folds=settings.folds,
+            folds=self.settings.folds,
             evaluated=evaluated,
         )
 
+    def _behaviour(
+        self,
+        counts: np.ndarray,
+        total: int,
+        mean_all: np.ndarray,
+        var_all: np.ndarray,
+        low_all: np.ndarray,
+        high_all: np.ndarray,
+    ) -> GateBehaviour:
+        """How the gates behave over all rows: distance from 1, share near 1, input dependence, range."""
         gates = total * self.info.channels
         if self.near_bin is not None:
             near = counts[:, :, self.near_bin :].sum(axis=(0, 2), dtype=np.int64)
@@ -490,24 +542,16 @@ class BlockAccumulator:
         square = var_all + mean_all**2
         with np.errstate(divide="ignore", invalid="ignore"):
             channel_dependence = np.where(square > 0, var_all / np.where(square > 0, square, 1.0), 0.0)
-        behaviour = GateBehaviour(
+        return GateBehaviour(
             mean_abs_deviation=(gates - total * float(mean_all.sum()) + 2.0 * self.excess) / gates,
             fraction_near_one=float(near.sum()) / gates,
-            near_one=settings.near_one,
+            near_one=self.settings.near_one,
             input_dependence=float(var_all.sum() / square.sum()) if square.sum() > 0 else 0.0,
             input_std=float(np.sqrt(var_all.mean())),
             channel_dependence=channel_dependence,
             channel_near_one=near / total,
             min_gate=float(low_all.min()),
             max_gate=float(high_all.max()),
-        )
-        return BlockStatistics(
-            info=self.info,
-            classes=classes,
-            all=everything,
-            specificity=specificity,
-            behaviour=behaviour,
-            quantile_bins=self.bins,
         )
 
     def _class_stats(
