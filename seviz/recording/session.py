@@ -295,29 +295,11 @@ def _prepare(
     shard: distributed.Shard | None = None,
 ) -> _Run:
     """Under the store's lock: the model, the images, the resume checks, the calibration, the writer."""
-    from seviz.data import find_images, upscaling_note
-    from seviz.data.gpu_decode import check_preprocessing
-    from seviz.models import check_classes, load_model
     from seviz.se import discover_se_gates
 
     committed = resume_checks.read_committed(config.out) if config.resume else None
-    # A typo in --classes is told at once, not after a model build or a weights download.
-    check_classes(config.model, config.classes, config.num_classes, config.class_names)
-    loaded = load_model(
-        config.model,
-        config.weights,
-        num_classes=config.num_classes,
-        class_names=config.class_names,
-        device=str(device),
-        data_config=config.data_config,
-    )
-    if config.decode == "gpu":
-        check_preprocessing(loaded.data_config)
-    items = find_images(config.data, loaded, config.classes, config.images_per_class)
-    upscaled = upscaling_note(items, loaded.data_config)
-    if upscaled:
-        log.warning("%s", upscaled)
-    notes = (*loaded.preprocessing_notes, *([upscaled] if upscaled else []))
+    loaded = _load_checked_model(config, device)
+    items, notes = _find_items(config, loaded)
     gates = discover_se_gates(loaded.model, tuple(loaded.data_config["input_size"]))
     classes_attr, run_config = _describe(config, loaded, items)
     if shard is not None:
@@ -340,18 +322,7 @@ def _prepare(
     }
     if shard is not None:  # after calibration, which every rank runs on the same first batch
         items = shard.take(items)
-    writer = StoreWriter(
-        config.out,
-        [_block_info(g) for g in gates],
-        attrs,
-        dtype=config.dtype,
-        overwrite=config.overwrite,
-        resume=config.resume,
-        path_length=max((len(i.path.encode()) for i in items), default=1),  # a rank's slice may be empty
-        name_length=max((len(i.class_name.encode()) for i in items), default=1),
-        inputs=config.inputs(),
-        lock=lock,
-    )
+    writer = _open_writer(config, gates, attrs, items, lock)
     return _Run(
         config,
         device,
@@ -365,6 +336,56 @@ def _prepare(
         shard,
         start_samples=writer.samples,
         skipped_files=list(committed.skipped) if committed is not None else [],
+    )
+
+
+def _load_checked_model(config: RecordConfig, device: torch.device) -> LoadedModel:
+    """The model, once the classes asked for are known to exist and its preprocessing suits the decoder."""
+    from seviz.data.gpu_decode import check_preprocessing
+    from seviz.models import check_classes, load_model
+
+    # A typo in --classes is told at once, not after a model build or a weights download.
+    check_classes(config.model, config.classes, config.num_classes, config.class_names)
+    loaded = load_model(
+        config.model,
+        config.weights,
+        num_classes=config.num_classes,
+        class_names=config.class_names,
+        device=str(device),
+        data_config=config.data_config,
+    )
+    if config.decode == "gpu":
+        check_preprocessing(loaded.data_config)
+    return loaded
+
+
+def _find_items(config: RecordConfig, loaded: LoadedModel) -> tuple[list[ImageItem], tuple[str, ...]]:
+    """The images to record, and the preprocessing notes (the model's, plus any upscaling warning)."""
+    from seviz.data import find_images, upscaling_note
+
+    items = find_images(config.data, loaded, config.classes, config.images_per_class)
+    upscaled = upscaling_note(items, loaded.data_config)
+    if upscaled:
+        log.warning("%s", upscaled)
+    notes = (*loaded.preprocessing_notes, *([upscaled] if upscaled else []))
+    return items, notes
+
+
+def _open_writer(
+    config: RecordConfig, gates: list[SEGate], attrs: dict[str, Any], items: list[ImageItem], lock: StoreLock
+) -> StoreWriter:
+    """The store writer for these gates and images, sized to their longest path and class name."""
+    return StoreWriter(
+        config.out,
+        [_block_info(g) for g in gates],
+        attrs,
+        dtype=config.dtype,
+        overwrite=config.overwrite,
+        resume=config.resume,
+        path_length=max((len(i.path.encode()) for i in items), default=1),  # a rank's slice may be empty
+        name_length=max((len(i.class_name.encode()) for i in items), default=1),
+        inputs=config.inputs(),
+        lock=lock,
     )
 
 
