@@ -45,10 +45,23 @@ def _summary(path: Path) -> None:
 
 
 def render(path: Path, choices: list[Path], root: Path, **_: Any) -> None:
+    other = _choose_other(path, choices, root)
+    if other is None:
+        return
+    first, second = _side_by_side((path, other))
+    if first is None or second is None:
+        return
+    (stats_a, table_a), (stats_b, table_b) = first, second
+    _blocks_table(path, other, stats_a, table_a, stats_b, table_b)
+    _overlay(path, other, stats_a, stats_b)
+
+
+def _choose_other(path: Path, choices: list[Path], root: Path) -> Path | None:
+    """The store to compare ``path`` with, chosen in a select box; None (with a note) when there is none."""
     others = [p for p in choices if p != path]
     if not others:
         st.info(f"Only one store is available under {root}; record or copy a second one there to compare.")
-        return
+        return None
     other = st.selectbox(
         "Compare with",
         others,
@@ -57,8 +70,12 @@ def render(path: Path, choices: list[Path], root: Path, **_: Any) -> None:
     )
     if other is None:
         st.info("Choose a store to compare with.")
-        return
-    pair = (path, other)
+        return None
+    return other
+
+
+def _side_by_side(pair: tuple[Path, Path]) -> list[tuple[StoreStatistics, pd.DataFrame] | None]:
+    """Each store's summary and depth table in its own column; None for a store that could not be read."""
     columns = st.columns(2)
     tables: list[tuple[StoreStatistics, pd.DataFrame] | None] = []
     for column, which in zip(columns, pair, strict=True):
@@ -74,10 +91,18 @@ def render(path: Path, choices: list[Path], root: Path, **_: Any) -> None:
             tables.append((stats, table))
             shown = table[["block", "between-class share", "centroid accuracy", "mean |1 - s|"]]
             st.dataframe(shown, hide_index=True, column_config=_numbers(shown))
-    first, second = tables
-    if first is None or second is None:
-        return
-    (stats_a, table_a), (stats_b, table_b) = first, second
+    return tables
+
+
+def _blocks_table(
+    path: Path,
+    other: Path,
+    stats_a: StoreStatistics,
+    table_a: pd.DataFrame,
+    stats_b: StoreStatistics,
+    table_b: pd.DataFrame,
+) -> None:
+    """The blocks of both stores in one table, with each store's verdicts, in the first store's order."""
     st.subheader("Blocks")
     st.caption("Verdicts use the thresholds set on the Pruning page (defaults until changed).")
     only_a = [b for b in stats_a.block_names if b not in stats_b.blocks]
@@ -98,6 +123,10 @@ def render(path: Path, choices: list[Path], root: Path, **_: Any) -> None:
         c for c in merged.columns if c.startswith(("verdict", "between-class share", "mean |1 - s|"))
     ]
     st.dataframe(merged[keep], hide_index=True, column_config=_numbers(merged[keep]))
+
+
+def _overlay(path: Path, other: Path, stats_a: StoreStatistics, stats_b: StoreStatistics) -> None:
+    """One block common to both stores, chosen in a select box: its channel means and spreads overlaid."""
     common = [b for b in stats_a.block_names if b in stats_b.blocks]
     if not common:
         st.info("The two stores have no SE block in common.")
