@@ -315,65 +315,17 @@ class Recommendation:
         Raises:
             RecommendationError: The first field that does not fit, named.
         """
-        if not isinstance(data, dict) or "seviz_recommendation" not in data:
-            raise RecommendationError(
-                f"{source} is not a seviz recommendation (no 'seviz_recommendation' key); {_HOW}"
-            )
-        version = data["seviz_recommendation"]
-        if (
-            isinstance(version, bool)
-            or not isinstance(version, int)
-            or not 1 <= version <= RECOMMENDATION_VERSION
-        ):
-            raise RecommendationError(
-                f"{source} has recommendation version {_fields.shown(version)}; this seviz reads 1 to "
-                f"{RECOMMENDATION_VERSION} (upgrade seviz for a newer one)"
-            )
+        _check_version(data, source)
         _fields.only_keys(data, _TOP_FIELDS, source)
         missing = [k for k in ("model", "blocks") if k not in data]
         if missing:
             raise RecommendationError(f"{source} lacks {', '.join(missing)}; {_HOW}")
         model = _fields.text(data["model"], f"{source}: model", required=True)
-        store = _fields.mapping(data.get("store", {}), f"{source}: store")
-        for key, value in store.items():
-            where = f"{source}: store.{key}"
-            if key in _STORE_TEXT:
-                _fields.text(value, where)
-            elif key == "samples":
-                _fields.integer(value, where)
-            elif key == "complete":
-                if not isinstance(value, bool):
-                    raise _fields.fail(where, f"is {_fields.kind(value)}, not true/false")
-            elif key == "gate_error_max_abs":
-                _fields.number(value, where, low=0.0, high=None)
-            elif key == "preprocessing":  # the store's data config: pruning and evaluating reuse it
-                for name, item in _fields.mapping(value, where).items():
-                    for i, v in enumerate(item if isinstance(item, list) else [item]):
-                        _fields.scalar(
-                            v, f"{where}.{name}[{i}]" if isinstance(item, list) else f"{where}.{name}"
-                        )
-            else:
-                _fields.scalar(value, where)
+        store = _store_fields(data.get("store", {}), f"{source}: store")
         thresholds = _thresholds(data.get("thresholds", {}), f"{source}: thresholds")
-        statistics = _fields.mapping(data.get("statistics", {}), f"{source}: statistics")
-        for key, value in statistics.items():
-            where = f"{source}: statistics.{key}"
-            if isinstance(value, list):
-                for i, item in enumerate(value):
-                    _fields.scalar(item, f"{where}[{i}]")
-            else:
-                _fields.scalar(value, where)
+        statistics = _statistics_fields(data.get("statistics", {}), f"{source}: statistics")
         _fields.mapping(data.get("totals", {}), f"{source}: totals")  # derived: recomputed, not read
-        blocks = data["blocks"]
-        if not isinstance(blocks, list):
-            raise _fields.fail(
-                f"{source}: blocks", f"is {_fields.kind(blocks)}, not a list of block verdicts"
-            )
-        verdicts = tuple(_verdict_from_dict(b, f"{source}: blocks[{i}]") for i, b in enumerate(blocks))
-        names = [v.name for v in verdicts]
-        twice = next((n for n in names if names.count(n) > 1), None)
-        if twice is not None:
-            raise _fields.fail(f"{source}: blocks", f"name {twice!r} twice; give each block one verdict")
+        verdicts = _verdicts(data["blocks"], f"{source}: blocks")
         return cls(
             model=model,
             store=dict(store),
@@ -542,6 +494,72 @@ def _thresholds(data: Any, where: str) -> Thresholds:
     data = _fields.mapping(data, where)
     _fields.only_keys(data, [f.name for f in fields(Thresholds)], where)
     return Thresholds(**{key: _fields.number(value, f"{where}.{key}") for key, value in data.items()})
+
+
+def _check_version(data: Any, source: str) -> None:
+    """Raise unless ``data`` is a mapping with a recommendation version this seviz reads."""
+    if not isinstance(data, dict) or "seviz_recommendation" not in data:
+        raise RecommendationError(
+            f"{source} is not a seviz recommendation (no 'seviz_recommendation' key); {_HOW}"
+        )
+    version = data["seviz_recommendation"]
+    if (
+        isinstance(version, bool)
+        or not isinstance(version, int)
+        or not 1 <= version <= RECOMMENDATION_VERSION
+    ):
+        raise RecommendationError(
+            f"{source} has recommendation version {_fields.shown(version)}; this seviz reads 1 to "
+            f"{RECOMMENDATION_VERSION} (upgrade seviz for a newer one)"
+        )
+
+
+def _store_fields(data: Any, where: str) -> dict[str, Any]:
+    """The ``store`` mapping, each field checked against its type."""
+    store = _fields.mapping(data, where)
+    for key, value in store.items():
+        at = f"{where}.{key}"
+        if key in _STORE_TEXT:
+            _fields.text(value, at)
+        elif key == "samples":
+            _fields.integer(value, at)
+        elif key == "complete":
+            if not isinstance(value, bool):
+                raise _fields.fail(at, f"is {_fields.kind(value)}, not true/false")
+        elif key == "gate_error_max_abs":
+            _fields.number(value, at, low=0.0, high=None)
+        elif key == "preprocessing":  # the store's data config: pruning and evaluating reuse it
+            for name, item in _fields.mapping(value, at).items():
+                for i, v in enumerate(item if isinstance(item, list) else [item]):
+                    _fields.scalar(v, f"{at}.{name}[{i}]" if isinstance(item, list) else f"{at}.{name}")
+        else:
+            _fields.scalar(value, at)
+    return store
+
+
+def _statistics_fields(data: Any, where: str) -> dict[str, Any]:
+    """The ``statistics`` mapping, each value a scalar or a list of scalars."""
+    statistics = _fields.mapping(data, where)
+    for key, value in statistics.items():
+        at = f"{where}.{key}"
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                _fields.scalar(item, f"{at}[{i}]")
+        else:
+            _fields.scalar(value, at)
+    return statistics
+
+
+def _verdicts(blocks: Any, where: str) -> tuple[BlockVerdict, ...]:
+    """The ``blocks`` list as verdicts, each checked, no block named twice."""
+    if not isinstance(blocks, list):
+        raise _fields.fail(where, f"is {_fields.kind(blocks)}, not a list of block verdicts")
+    verdicts = tuple(_verdict_from_dict(b, f"{where}[{i}]") for i, b in enumerate(blocks))
+    names = [v.name for v in verdicts]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:
+        raise _fields.fail(where, f"name {twice!r} twice; give each block one verdict")
+    return verdicts
 
 
 def _verdict_from_dict(data: Any, where: str) -> BlockVerdict:
