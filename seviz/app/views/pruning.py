@@ -139,6 +139,16 @@ def render(path: Path, **_: Any) -> None:
         st.error(str(error))
         return
     rec = recommendation(path, thresholds)
+    _show_totals(rec)
+    _show_verdicts(rec)
+    _show_downloads(path, rec, thresholds)
+    # The Markdown file holds the table above; it is offered as a download only (rendering it
+    # in the page as well cost about 0.4 s of every load in Chromium here).
+    verification.render(path, opened, rec)
+
+
+def _show_totals(rec: Recommendation) -> None:
+    """A row of metrics: blocks per verdict, and the SE parameters and FLOPs the edits remove."""
     totals = rec.totals
     metrics = st.columns(5)
     metrics[0].metric("identity", totals["identity"])
@@ -158,6 +168,10 @@ def render(path: Path, **_: Any) -> None:
         delta_color="off",
         delta_arrow="off",
     )
+
+
+def _show_verdicts(rec: Recommendation) -> None:
+    """The verdict table, rows coloured by verdict, and a caption on what the verdicts mean."""
     table = verdict_table(rec)
     # A static table: a handful of rows, the text stays in the page (searchable, copyable).
     st.table(
@@ -167,6 +181,10 @@ def render(path: Path, **_: Any) -> None:
         "identity: remove the SE branch. constant: fold the per-channel mean gate into the preceding "
         "BatchNorm. Savings count the SE branches only (parameters and multiply-accumulates per image)."
     )
+
+
+def _show_downloads(path: Path, rec: Recommendation, thresholds: Thresholds) -> None:
+    """The recommendation's JSON and Markdown as downloads, and the command that writes the same files."""
     stem = path.stem
     c1, c2, _rest = st.columns([1, 1, 2])
     c1.download_button(
@@ -191,6 +209,3 @@ def render(path: Path, **_: Any) -> None:
     )
     st.markdown("The same files from the command line:")
     st.code(shlex.join(recommend_command(path.name, thresholds)), language="bash")
-    # The Markdown file holds the table above; it is offered as a download only (rendering it
-    # in the page as well cost about 0.4 s of every load in Chromium here).
-    verification.render(path, opened, rec)
