@@ -77,46 +77,71 @@ def find_images(
     space = ClassSpace(loaded)
     wanted = resolve_classes(classes, loaded) if classes is not None else None  # "" is refused there
 
-    by_class: dict[int, list[Path]] = {}
     solution = _val_solution(root)
     if solution is not None and loaded.class_ids and _image_files(root):
-        ids = {wnid: i for i, wnid in enumerate(loaded.class_ids)}
-        with open(solution, newline="") as handle:
-            for row in csv.DictReader(handle):
-                wnid = row["PredictionString"].split()[0]
-                for suffix in (".JPEG", ".jpeg", ".jpg", ".png"):
-                    image = root / f"{row['ImageId']}{suffix}"
-                    if image.is_file():
-                        by_class.setdefault(ids[wnid], []).append(image)
-                        break
-        for paths in by_class.values():
-            paths.sort()
+        by_class = _images_by_val_solution(root, solution, loaded.class_ids)
     else:
-        unmatched = []
-        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-            index = space.folder_class(folder.name)
-            if index is None:
-                unmatched.append(folder.name)
-                continue
-            by_class.setdefault(index, []).extend(_image_files(folder))
-        if not by_class:
-            hint = ""
-            if {"train", "val", "test"} & set(unmatched):
-                splits = sorted({"train", "val", "test"} & set(unmatched))
-                hint = f" (it has {', '.join(s + '/' for s in splits)}: pass one of those as --data)"
-            raise DataError(
-                f"no class folder under {str(root)!r} matches the model's classes{hint}; expected folders named by "
-                f"WordNet id (n01443537) or class name ({', '.join(loaded.class_names[:3])}, ...), or a flat "
-                f"ImageNet val folder with {VAL_SOLUTION}"
-            )
-        if unmatched:
-            log.warning(
-                "ignoring %d folders that name no class of the model: %s",
-                len(unmatched),
-                ", ".join(unmatched[:5]),
-            )
+        by_class = _images_by_class_folder(root, space, loaded)
 
     chosen = [r.index for r in wanted] if wanted else sorted(by_class)
+    return _chosen_items(root, space, loaded, by_class, chosen, images_per_class)
+
+
+def _images_by_val_solution(root: Path, solution: Path, class_ids: Sequence[str]) -> dict[int, list[Path]]:
+    """The images of a flat ImageNet val folder by class index, as its ground-truth CSV labels them."""
+    by_class: dict[int, list[Path]] = {}
+    ids = {wnid: i for i, wnid in enumerate(class_ids)}
+    with open(solution, newline="") as handle:
+        for row in csv.DictReader(handle):
+            wnid = row["PredictionString"].split()[0]
+            for suffix in (".JPEG", ".jpeg", ".jpg", ".png"):
+                image = root / f"{row['ImageId']}{suffix}"
+                if image.is_file():
+                    by_class.setdefault(ids[wnid], []).append(image)
+                    break
+    for paths in by_class.values():
+        paths.sort()
+    return by_class
+
+
+def _images_by_class_folder(root: Path, space: ClassSpace, loaded: LoadedModel) -> dict[int, list[Path]]:
+    """The images of each class folder under ``root`` by class index; folders naming no class are ignored."""
+    by_class: dict[int, list[Path]] = {}
+    unmatched = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        index = space.folder_class(folder.name)
+        if index is None:
+            unmatched.append(folder.name)
+            continue
+        by_class.setdefault(index, []).extend(_image_files(folder))
+    if not by_class:
+        hint = ""
+        if {"train", "val", "test"} & set(unmatched):
+            splits = sorted({"train", "val", "test"} & set(unmatched))
+            hint = f" (it has {', '.join(s + '/' for s in splits)}: pass one of those as --data)"
+        raise DataError(
+            f"no class folder under {str(root)!r} matches the model's classes{hint}; expected folders named by "
+            f"WordNet id (n01443537) or class name ({', '.join(loaded.class_names[:3])}, ...), or a flat "
+            f"ImageNet val folder with {VAL_SOLUTION}"
+        )
+    if unmatched:
+        log.warning(
+            "ignoring %d folders that name no class of the model: %s",
+            len(unmatched),
+            ", ".join(unmatched[:5]),
+        )
+    return by_class
+
+
+def _chosen_items(
+    root: Path,
+    space: ClassSpace,
+    loaded: LoadedModel,
+    by_class: dict[int, list[Path]],
+    chosen: list[int],
+    images_per_class: int | None,
+) -> list[ImageItem]:
+    """The first ``images_per_class`` images of each chosen class, in that order; a class without any is an error."""
     items: list[ImageItem] = []
     for index in chosen:
         paths = by_class.get(index, [])
