@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from seviz.analysis import ALL_CLASSES, BlockStatistics
+from seviz.analysis import ALL_CLASSES, BlockStatistics, ClassStats
 
 Spec = dict[str, Any]
 
@@ -244,8 +244,18 @@ def figure7(
     shows its index, the class's mean and std and the all-classes mean.
     """
     cs, everything = stats.class_stats(class_name), stats.all
+    data = _band_table(cs, everything, class_name, order)
+    colour = _ALL_COLOUR if class_name == ALL_CLASSES else _PALETTE[0]
+    scale = fitted_scale(np.r_[data["low"], data["high"], data["all"]], full_range)
+    x = _position_axis(sorted_by, len(order), stats.channels)
+    title = f"{stats.name}: {class_name} ({cs.count:,} images), mean ± std; dashed: {ALL_CLASSES}"
+    return chart(_band_layers(x, scale, colour), {"channels": data}, title)
+
+
+def _band_table(cs: ClassStats, everything: ClassStats, class_name: str, order: np.ndarray) -> pd.DataFrame:
+    """Figure 7's data, one row per shown channel: the class's mean, std, band and the all-classes mean."""
     mean, std = np.asarray(cs.mean, dtype=np.float64)[order], np.asarray(cs.std, dtype=np.float64)[order]
-    data = pd.DataFrame(
+    return pd.DataFrame(
         {
             "position": np.arange(len(order)),
             "channel": order,
@@ -257,9 +267,10 @@ def figure7(
             "high": mean + std,
         }
     )
-    colour = _ALL_COLOUR if class_name == ALL_CLASSES else _PALETTE[0]
-    scale = fitted_scale(np.r_[data["low"], data["high"], data["all"]], full_range)
-    x = _position_axis(sorted_by, len(order), stats.channels)
+
+
+def _band_layers(x: Spec, scale: Spec, colour: str) -> list[Spec]:
+    """Figure 7's layers: the ±1 std band, the class mean, the dashed all-classes mean, hover points."""
     tooltip = [
         tip("channel:Q"),
         tip("class:N"),
@@ -267,43 +278,38 @@ def figure7(
         tip("std:Q", format=".4f"),
         tip("all:Q", title=f"mean ({ALL_CLASSES})", format=".4f"),
     ]
-    title = f"{stats.name}: {class_name} ({cs.count:,} images), mean ± std; dashed: {ALL_CLASSES}"
-    return chart(
-        [
-            layer(
-                "channels",
-                {"type": "area", "opacity": 0.3, "color": colour},
-                {
-                    "x": x,
-                    "y": field("low:Q", title="excitation (mean ± std)", scale=scale),
-                    "y2": {"field": "high"},
-                },
-            ),
-            layer(
-                "channels",
-                {"type": "line", "strokeWidth": 1.3, "color": colour},
-                {"x": x, "y": field("mean:Q", scale=scale)},
-            ),
-            layer(
-                "channels",
-                {"type": "line", "strokeWidth": 1, "strokeDash": [4, 3], "color": _ALL_COLOUR},
-                {"x": x, "y": field("all:Q", scale=scale)},
-            ),
-            layer(
-                "channels",
-                {"type": "point", "filled": True, "size": 36, "color": colour},
-                {
-                    "x": x,
-                    "y": field("mean:Q", scale=scale),
-                    "opacity": _when_hovered(1.0),
-                    "tooltip": tooltip,
-                },
-                params=[_hover(["position"])],
-            ),
-        ],
-        {"channels": data},
-        title,
-    )
+    return [
+        layer(
+            "channels",
+            {"type": "area", "opacity": 0.3, "color": colour},
+            {
+                "x": x,
+                "y": field("low:Q", title="excitation (mean ± std)", scale=scale),
+                "y2": {"field": "high"},
+            },
+        ),
+        layer(
+            "channels",
+            {"type": "line", "strokeWidth": 1.3, "color": colour},
+            {"x": x, "y": field("mean:Q", scale=scale)},
+        ),
+        layer(
+            "channels",
+            {"type": "line", "strokeWidth": 1, "strokeDash": [4, 3], "color": _ALL_COLOUR},
+            {"x": x, "y": field("all:Q", scale=scale)},
+        ),
+        layer(
+            "channels",
+            {"type": "point", "filled": True, "size": 36, "color": colour},
+            {
+                "x": x,
+                "y": field("mean:Q", scale=scale),
+                "opacity": _when_hovered(1.0),
+                "tooltip": tooltip,
+            },
+            params=[_hover(["position"])],
+        ),
+    ]
 
 
 def class_histograms(stats: BlockStatistics, classes: Sequence[str], channels: np.ndarray) -> pd.DataFrame:
