@@ -14,8 +14,7 @@ request (or the click) to every chart of the page drawn:
 * control changes: sorting the channels and adding a class (Distributions),
   a threshold (Pruning), the channel (Channel explorer), a class (Attribution),
   each clicked as soon as the page is drawn, or ``--settle S`` seconds later
-  (the browser may still be busy with the page just drawn: lazily loaded
-  widget code, Vega views finishing);
+  (as a user who reads the page first would);
 * and, for scale, Streamlit's own floor: the same browser opening a page whose
   script writes one line (what any Streamlit app costs on this machine).
 
