@@ -404,25 +404,15 @@ def measure(store: Path, repeats: int = 3, settle: float = 0.0) -> dict[str, lis
                 with _App(store) as url:
                     address = f"{url}?page={name.replace(' ', '+')}"
                     text = _FIRST_TEXT.get(name, name)
-                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                    _timed(
-                        times,
-                        f"first load: {name}",
-                        functools.partial(page.goto, address),
-                        page,
-                        charts,
-                        text,
-                    )
-                    second = browser.new_page(viewport={"width": 1400, "height": 1000})
-                    _timed(
-                        times,
-                        f"new session: {name}",
-                        functools.partial(second.goto, address),
-                        second,
-                        charts,
-                        text,
-                    )
-                    page.close()
+                    # The fresh app's first page, then a second browser session on the warm app.
+                    tabs = {}
+                    for which in ("first load", "new session"):
+                        tab = tabs[which] = browser.new_page(viewport={"width": 1400, "height": 1000})
+                        _timed(
+                            times, f"{which}: {name}", functools.partial(tab.goto, address), tab, charts, text
+                        )
+                    tabs["first load"].close()
+                    second = tabs["new session"]
                     _controls(second, name, attempt, times, settle)
                     second.close()
     return times
