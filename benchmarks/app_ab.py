@@ -2,8 +2,9 @@
 
 On this noisy 2-core machine one page load varies by a second between sittings,
 more than most changes to a page save, so a change is judged by running the app
-of each checkout in turn (a fresh server each time, ``PYTHONPATH`` pointing at
-the checkout) against the same store in the same Chromium, round after round,
+of each checkout in turn (a fresh server each time, started in the checkout's
+folder with ``PYTHONPATH`` pointing at it, and checked to import that
+checkout's seviz) against the same store in the same Chromium, round after round,
 and comparing medians: the ratio is what to read. Times, as
 ``benchmarks/app_latency.py`` does, from the request (or click) to every chart
 of the page drawn: the first load of the page, then the page's controls.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -52,6 +54,33 @@ def _tree(text: str) -> tuple[str, Path]:
     return label, folder
 
 
+def _environment(tree: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(tree)}
+
+
+def imported_seviz(tree: Path) -> Path:
+    """The seviz package a server started for ``tree`` imports (as :class:`_App` starts it)."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import seviz; print(seviz.__file__)"],
+        env=_environment(tree),
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(found.stdout.strip()).resolve().parent
+
+
+def check_trees(trees: dict[str, Path]) -> None:
+    """Raise SystemExit unless each tree's server would run that tree's seviz."""
+    for label, tree in trees.items():
+        package = imported_seviz(tree)
+        if package != tree / "seviz":
+            raise SystemExit(
+                f"--tree {label}={tree}: its server would import {package}, not {tree / 'seviz'}"
+            )
+
+
 def measure(
     store: Path, trees: dict[str, Path], page_name: str, rounds: int, settle: float
 ) -> dict[tuple[str, str], list[float]]:
@@ -61,7 +90,7 @@ def measure(
         for attempt in range(rounds):
             for label, tree in trees.items():
                 these: dict[str, list[float]] = {}
-                with _App(store, env={**os.environ, "PYTHONPATH": str(tree)}) as url:
+                with _App(store, env=_environment(tree), cwd=tree) as url:
                     page = browser.new_page(viewport={"width": 1400, "height": 1000})
                     address = f"{url}?page={page_name.replace(' ', '+')}"
                     load = functools.partial(page.goto, address)
@@ -95,6 +124,7 @@ def main() -> int:
     store = write_store(args.store.resolve(), 50_000, 1000)
     write_evaluation(store)
     prepare(store)
+    check_trees(trees)
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     times = measure(store, trees, args.page, args.rounds, args.settle)
     first = next(iter(trees))

@@ -201,9 +201,17 @@ class _App:
     """
 
     def __init__(
-        self, store: Path | None, env: dict[str, str] | None = None, script: Path | None = None
+        self,
+        store: Path | None,
+        env: dict[str, str] | None = None,
+        script: Path | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.store, self.env, self.script, self.port = store, env, script, _free_port()
+        # ``python -c`` and ``python -m`` put the working folder first on sys.path, before
+        # PYTHONPATH: a server started here imports the seviz of ``cwd`` (this process's own
+        # folder when None), whatever PYTHONPATH says.
+        self.cwd = cwd
 
     def _command(self) -> list[str]:
         if self.script is not None:
@@ -226,6 +234,7 @@ class _App:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=self.env,
+            cwd=self.cwd,
         )
         _wait_healthy(self.port)
         return f"http://127.0.0.1:{self.port}/"

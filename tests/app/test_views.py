@@ -39,8 +39,9 @@ from seviz.app.launcher import (
     parse_app_arguments,
     resolve_store,
 )
+from seviz.app.views.pruning import inline_code
 from seviz.plots import select_channels
-from seviz.pruning import Thresholds, recommend
+from seviz.pruning import Thresholds, recommend, recommend_command
 from seviz.store import Store, open_store
 
 APP = app_script()
@@ -485,6 +486,37 @@ def test_pruning_flags_the_planted_blocks_and_downloads_what_seviz_recommend_wri
     assert _download(at, keep_downloads, "download_md") == expected.to_markdown()
 
 
+def _shown_command(at) -> list[str]:
+    (line,) = [str(m.value) for m in at.markdown if "from the command line" in str(m.value)]
+    span = line.split(": ", 1)[1]
+    fence = len(span) - len(span.lstrip("`"))
+    return shlex.split(span[fence:-fence].strip())
+
+
+def test_pruning_shows_the_command_for_the_current_thresholds(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _app(root, monkeypatch, "a.h5", page="Pruning")
+    assert _shown_command(at) == recommend_command("a.h5", Thresholds())
+    at.number_input(key="th_deviation").set_value(0.0005).run()
+    assert _shown_command(at) == recommend_command("a.h5", Thresholds(identity_max_deviation=0.0005))
+    # Plain Markdown, not st.code (whose highlighter costs the browser ~0.75 s a page load).
+    assert not at.code
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("seviz recommend a.h5", "`seviz recommend a.h5`"),
+        ("a `b` c", "``a `b` c``"),
+        ("x``y", "```x``y```"),
+        ("`edge`", "`` `edge` ``"),
+    ],
+)
+def test_inline_code_fences_the_text_by_more_backticks_than_it_holds(text: str, expected: str) -> None:
+    assert inline_code(text) == expected
+
+
 def test_pruning_thresholds_update_the_verdicts_live(
     root: Path, monkeypatch: pytest.MonkeyPatch, keep_downloads: list
 ) -> None:
@@ -581,7 +613,7 @@ def test_the_shown_command_writes_the_downloaded_files(
     at.number_input(key="th_deviation").set_value(0.0005)
     at.number_input(key="th_near_one").set_value(0.999)
     at.number_input(key="th_dependence").set_value(0.25).run()
-    words = shlex.split(at.code[0].value)
+    words = _shown_command(at)
     assert words[:3] == ["seviz", "recommend", "a.h5"] and "--identity-max-deviation" in words
     assert words[words.index("--near-one") + 1] == "0.999"
     out = tmp_path / "rec.json"
