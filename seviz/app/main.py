@@ -43,7 +43,7 @@ def store_choices(config: AppConfig) -> list[Path]:
 
 
 def main() -> None:
-    st.set_page_config(page_title="seviz", page_icon=":bar_chart:", layout="wide")
+    st.set_page_config(page_title="seviz", page_icon="📊", layout="wide")
     try:
         config = parse_app_arguments(sys.argv[1:])
     except AppPathError as error:

@@ -134,3 +134,30 @@ def test_open_store_names_what_is_wrong(tmp_path):
         f["x"] = np.zeros(3)
     with pytest.raises(StoreError):
         open_store(tmp_path / "other.h5")
+
+
+def test_paths_at_reads_the_rows_asked_for_and_agrees_with_paths(tmp_path):
+    path = tmp_path / "s.h5"
+    with StoreWriter(path, BLOCKS, ATTRS) as writer:
+        writer.append(_batch(0, 7))
+        writer.append(_batch(7, 5))
+    expected = [f"/images/cat/{i:03d}.jpg" for i in range(12)]
+    with open_store(path) as store:
+        asked = {
+            "rows": [9, 2, 2, -1],
+            "stride": slice(None, None, 5),
+            "tail": slice(10, None),
+            "empty": [],
+        }
+        reads = {name: list(store.paths_at(rows)) for name, rows in asked.items()}
+        assert store._paths is None  # nothing above read the whole column
+        assert reads == {
+            "rows": [expected[9], expected[2], expected[2], expected[11]],
+            "stride": expected[::5],
+            "tail": expected[10:],
+            "empty": [],
+        }
+        with pytest.raises(IndexError, match="12"):
+            store.paths_at([12])
+        assert list(store.paths) == expected  # read whole, then served from memory
+        assert list(store.paths_at([3, 0])) == [expected[3], expected[0]]

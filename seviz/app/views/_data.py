@@ -21,8 +21,10 @@ from seviz.analysis import (
     StoreStatistics,
     cached_channel_extremes,
     cached_statistics,
+    preload_classes,
     saved_statistics,
 )
+from seviz.plots import default_blocks, default_classes
 from seviz.pruning import Thresholds, needed_statistics
 from seviz.store import Store, StoreError, open_store
 
@@ -87,15 +89,24 @@ def _guarded(what: str, path: str | os.PathLike, function: Any) -> Any:
 def warm(path: str | os.PathLike) -> bool:
     """Open a store and read its saved statistics into this process's caches; True when they were saved.
 
-    Never computes statistics (a store without saved ones is only opened). The app's
-    server calls this for the stores it was started with before it listens
-    (:mod:`seviz.app.serve`), so the first page does not wait for them.
+    Reads what the first pages draw: the statistics, the per-class parts of the
+    Distributions page's default blocks and classes, and the Pruning page's
+    statistics at the default thresholds when those are saved too. Never computes
+    statistics (a store without saved ones is only opened). The app's server calls
+    this for the stores it was started with before it listens (:mod:`seviz.app.serve`),
+    so the first page does not wait for them.
     """
     key = _key(path)
     opened = _open(*key)
     if saved_statistics(opened) is None:
         return False
-    _statistics(*key)
+    stats = _statistics(*key)
+    for name in default_blocks(stats):
+        preload_classes(stats.block(name), default_classes(stats))
+    near_one = Thresholds().near_one
+    classes, settings = needed_statistics(Thresholds(near_one=near_one))
+    if saved_statistics(opened, classes=classes, settings=settings) is not None:
+        _verdict_statistics(*key, float(near_one))
     return True
 
 
@@ -170,9 +181,9 @@ def recording_details(opened: Store) -> tuple[dict[str, Any], dict[str, Any]]:
     return dict(record.preprocessing), dict(record.gate_error)
 
 
-def image_file(opened: Store, index: int) -> Path | None:
-    """The image file of sample ``index`` as stored, or relative to the store's folder; None when missing."""
-    stored = Path(str(opened.paths[index]))
+def image_file(opened: Store, stored_path: str) -> Path | None:
+    """A sample's image file: its stored path, or that path relative to the store's folder; None when missing."""
+    stored = Path(stored_path)
     for candidate in (stored, opened.path.parent / stored):
         if candidate.is_file():
             return candidate

@@ -36,8 +36,9 @@ def default_block(names: list[str]) -> str:
 def samples_table(opened: Store, ranked: list[tuple[int, float]], side: str) -> pd.DataFrame:
     """One row per ranked sample: rank, index, class, gate, stored path and whether the file exists."""
     rows = []
-    for rank, (index, value) in enumerate(ranked, start=1):
-        file = _data.image_file(opened, index)
+    paths = opened.paths_at([index for index, _ in ranked])
+    for rank, ((index, value), stored) in enumerate(zip(ranked, paths, strict=True), start=1):
+        file = _data.image_file(opened, str(stored))
         rows.append(
             {
                 "side": side,
@@ -45,7 +46,7 @@ def samples_table(opened: Store, ranked: list[tuple[int, float]], side: str) -> 
                 "sample": index,
                 "class": str(opened.class_names[index]),
                 "gate": value,
-                "path": str(opened.paths[index]),
+                "path": str(stored),
                 "found": file is not None,
             }
         )
@@ -59,7 +60,7 @@ def _thumbnails(opened: Store, table: pd.DataFrame) -> None:
             columns, table.iloc[start : start + _PER_ROW].to_dict("records"), strict=False
         ):
             caption = f"{row['class']} · {_GATE_FORMAT % row['gate']} · #{row['sample']}"
-            file = _data.image_file(opened, int(row["sample"]))
+            file = _data.image_file(opened, row["path"])
             image = _data.thumbnail(file) if file is not None else None
             with column:
                 if image is None:
