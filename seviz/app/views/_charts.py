@@ -153,19 +153,20 @@ def fitted_scale(values: np.ndarray | Sequence[float], full: bool = False, zero:
     return {"domain": [bottom, top], "nice": False, "zero": False}
 
 
-def _position_axis(sorted_by: str | None, shown: int, total: int) -> Spec:
-    """The x encoding of a per-channel chart: positions 0 .. shown - 1, whole numbers only."""
+def _position_axis(shown: int, total: int) -> Spec:
+    """The x encoding of a per-channel chart: positions 0 .. shown - 1, whole numbers only.
+
+    Its title does not name the order (the page's caption does): a new sort then
+    changes only the chart's data, which the browser updates in its drawn chart
+    instead of building the chart anew.
+    """
+    which = "channel" if shown == total else f"channel ({shown} of {total})"
     return field(
         "position:Q",
-        title=_position_title(sorted_by, shown, total),
+        title=f"{which} in the order chosen; hover for its index",
         scale={"nice": False},
         axis={"tickMinStep": 1, "format": "d"},
     )
-
-
-def _position_title(sorted_by: str | None, shown: int, total: int) -> str:
-    which = "channel" if shown == total else f"channel ({shown} of {total}; hover for its index)"
-    return which if not sorted_by else f"{which}, ranked by {sorted_by}"
 
 
 def _js_string(text: str) -> str:
@@ -184,7 +185,6 @@ def figure6(
     stats: BlockStatistics,
     classes: Sequence[str],
     order: np.ndarray,
-    sorted_by: str | None = None,
     full_range: bool = False,
 ) -> Spec:
     """The paper's Figure 6 for one block: mean excitation per channel, one line per class.
@@ -212,7 +212,7 @@ def figure6(
     for i, name in enumerate(names):
         wide[f"c{i}"] = means[i]
         tooltip.append(tip(f"c{i}:Q", title=f"{name}: mean excitation", format=".4f"))
-    x = _position_axis(sorted_by, shown, stats.channels)
+    x = _position_axis(shown, stats.channels)
     y = field("mean:Q", title="mean excitation", scale=fitted_scale(means, full_range))
     return chart(
         [
@@ -235,7 +235,6 @@ def figure7(
     stats: BlockStatistics,
     class_name: str,
     order: np.ndarray,
-    sorted_by: str | None = None,
     full_range: bool = False,
 ) -> Spec:
     """The paper's Figure 7 for one block and class: the mean per channel in a band of ±1 std.
@@ -247,7 +246,7 @@ def figure7(
     data = _band_table(cs, everything, class_name, order)
     colour = _ALL_COLOUR if class_name == ALL_CLASSES else _PALETTE[0]
     scale = fitted_scale(np.r_[data["low"], data["high"], data["all"]], full_range)
-    x = _position_axis(sorted_by, len(order), stats.channels)
+    x = _position_axis(len(order), stats.channels)
     title = f"{stats.name}: {class_name} ({cs.count:,} images), mean ± std; dashed: {ALL_CLASSES}"
     return chart(_band_layers(x, scale, colour), {"channels": data}, title)
 

@@ -93,11 +93,10 @@ def _controls(stats: StoreStatistics) -> dict[str, Any]:
 
 def _chart(block: BlockStatistics, c: dict[str, Any], channels: np.ndarray) -> Any:
     order = order_channels(block, channels, c["sort"], c["descending"])
-    sorted_by = None if CHANNEL_SORTS[c["sort"]] is None else c["sort"]
     if c["view"] == VIEWS[0]:
-        return _charts.figure6(block, c["shown"], order, sorted_by, c["full"])
+        return _charts.figure6(block, c["shown"], order, c["full"])
     if c["view"] == VIEWS[1]:
-        return _charts.figure7(block, c["figure7_class"] or c["shown"][0], order, sorted_by, c["full"])
+        return _charts.figure7(block, c["figure7_class"] or c["shown"][0], order, c["full"])
     if c["view"] == VIEWS[2]:
         return _charts.histograms(block, c["shown"], channels, c["full"])
     return _charts.violins(block, c["shown"], channels, full_range=c["full"])
