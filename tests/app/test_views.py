@@ -282,6 +282,24 @@ def test_store_selector_offers_named_stores_first_then_the_root(
 # ---------------------------------------------------------------- distributions
 
 
+def _expected_colours(classes: int) -> list[str]:
+    from seviz.app.views._charts import class_colours
+
+    return class_colours([ALL_CLASSES, *(f"c{i}" for i in range(classes))])["range"]
+
+
+def test_adding_a_class_changes_only_the_data_of_figure6(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app(root, monkeypatch, "a.h5", page="Distributions")
+    at.multiselect(key="dist_classes").set_value(list(CLASSES)[:1]).run()
+    before = [c.proto.spec for c in _charts(at)]
+    at.multiselect(key="dist_classes").set_value(list(CLASSES)).run()
+    # The browser updates the drawn charts in place (only their datasets changed) ...
+    assert [c.proto.spec for c in _charts(at)] == before
+    # ... and the new class is drawn, with its own colour.
+    data = _chart_data(_charts(at)[0])
+    assert list(dict.fromkeys(data["class"])) == [*CLASSES, ALL_CLASSES]
+
+
 def test_distributions_default_to_the_paper_blocks_and_draw_figure6(
     root: Path, monkeypatch: pytest.MonkeyPatch, stats_a
 ) -> None:
@@ -294,15 +312,23 @@ def test_distributions_default_to_the_paper_blocks_and_draw_figure6(
     for name, chart in zip(PAPER_PRESENT, charts, strict=True):
         spec = _spec(chart)
         assert spec["title"] == f"{name}: mean excitation per class"
-        # Hovering shows the channel and each class's value there.
-        tooltip = [t["title"] for t in spec["layer"][1]["encoding"]["tooltip"]]
-        assert tooltip == ["channel", *(f"{c}: mean excitation" for c in [*CLASSES, ALL_CLASSES])]
+        # Hovering shows the channel and each class's value there: the hover table's columns.
+        assert spec["layer"][1]["mark"]["tooltip"] == {"content": "data"}
+        hover = _named_data(chart, "channels")  # one row per channel, one value column per class
+        drawn = [*CLASSES, ALL_CLASSES]
+        assert list(hover.columns) == ["position", "channel", *(f"{c}: mean excitation" for c in drawn)]
         data = _chart_data(chart)
-        assert list(dict.fromkeys(data["class"])) == [*CLASSES, ALL_CLASSES]
+        assert list(dict.fromkeys(data["class"])) == drawn
         block = stats_a.block(name)
-        hover = _chart_data(chart, "c0")  # one row per channel, one value column per class
-        for i, cls in enumerate([*CLASSES, ALL_CLASSES]):
-            np.testing.assert_allclose(hover[f"c{i}"], block.class_stats(cls).mean)
+        for cls in drawn:
+            np.testing.assert_allclose(
+                hover[f"{cls}: mean excitation"], block.class_stats(cls).mean, atol=5e-5
+            )
+        # The legend's order and colours: "all classes" first in near-black, then the classes as chosen.
+        colour = spec["layer"][0]["encoding"]["color"]
+        order = data.groupby("class")["order"].min().sort_values().index.tolist()
+        assert order == [ALL_CLASSES, *CLASSES]
+        assert colour["scale"]["range"][: len(order)] == _expected_colours(len(CLASSES))
         for cls in [*CLASSES, ALL_CLASSES]:
             rows = data[data["class"] == cls]
             assert list(rows["channel"]) == list(range(block.channels))

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from seviz.analysis import ALL_CLASSES, BlockStatistics, ClassStats
 
@@ -193,6 +194,10 @@ def figure6(
     every class's value there. The hover layer has one invisible rule per channel
     (not one point per channel and class): two layers in all, which keeps the
     browser's work per chart small.
+
+    Which classes, their colours and the fitted y range are in the chart's data,
+    not its spec: adding or removing a class (or a new sort) changes only the data,
+    which the browser updates in the drawn chart instead of building it anew.
     """
     names = list(dict.fromkeys(classes))
     means = np.stack([np.asarray(stats.class_stats(n).mean, dtype=np.float64)[order] for n in names])
@@ -202,33 +207,57 @@ def figure6(
             "position": np.tile(np.arange(shown), len(names)),
             "channel": np.tile(order, len(names)),
             "class": np.repeat(names, shown),
+            "order": np.repeat([_colour_order(name, i) for i, name in enumerate(names)], shown),
             "mean": means.ravel(),
         }
     )
-    # One row per channel, one column per class (positional names: class names may hold
-    # characters that Vega reads as field paths).
+    # One row per channel, one column per class, named as the tooltip shows them (an Arrow
+    # table: a DataFrame's index would show as "(index)").
     wide = pd.DataFrame({"position": np.arange(shown), "channel": order})
-    tooltip = [tip("channel:Q", title="channel")]
     for i, name in enumerate(names):
-        wide[f"c{i}"] = means[i]
-        tooltip.append(tip(f"c{i}:Q", title=f"{name}: mean excitation", format=".4f"))
+        wide[f"{name}: mean excitation"] = np.round(means[i], 4)
     x = _position_axis(shown, stats.channels)
-    y = field("mean:Q", title="mean excitation", scale=fitted_scale(means, full_range))
+    scale = fitted_scale(means, True) if full_range else {"zero": False, "nice": False, "padding": 12}
+    y = field("mean:Q", title="mean excitation", scale=scale)
+    colour = field(
+        "class:N",
+        sort={"field": "order", "op": "min"},
+        scale={"range": _ordered_colours(names)},
+        legend=legend(len(names)),
+    )
     return chart(
         [
-            layer(
-                "lines", {"type": "line", "strokeWidth": 1.3}, {"x": x, "y": y, "color": _class_colour(names)}
-            ),
+            layer("lines", {"type": "line", "strokeWidth": 1.3}, {"x": x, "y": y, "color": colour}),
             layer(
                 "channels",
-                {"type": "rule", "color": "gray", "strokeDash": [3, 3]},
-                {"x": x, "opacity": _when_hovered(0.8), "tooltip": tooltip},
+                {"type": "rule", "color": "gray", "strokeDash": [3, 3], "tooltip": {"content": "data"}},
+                {"x": x, "opacity": _when_hovered(0.8)},
                 params=[_hover(["position"])],
             ),
         ],
-        {"lines": lines, "channels": wide},
+        {"lines": lines, "channels": pa.Table.from_pandas(wide, preserve_index=False)},
         f"{stats.name}: mean excitation per class",
     )
+
+
+_RANGE_STEP = 90  # colours a data-driven class scale holds, in steps (ten turns of the palette)
+
+
+def _colour_order(name: str, position: int) -> int:
+    """A class's place in a data-driven colour scale: "all classes" first, the rest in the order chosen."""
+    return -1 if name == ALL_CLASSES else position
+
+
+def _ordered_colours(names: Sequence[str]) -> list[str]:
+    """The range of a colour scale whose domain is the classes drawn, ordered by :func:`_colour_order`.
+
+    The same list for any classes (it changes only with "all classes" shown or not, and
+    every 90 classes), so the chart's spec stays the same when classes are added.
+    """
+    others = sum(name != ALL_CLASSES for name in names)
+    turns = max(1, -(-others // _RANGE_STEP)) * _RANGE_STEP
+    palette = [_PALETTE[i % len(_PALETTE)] for i in range(turns)]
+    return [_ALL_COLOUR, *palette] if ALL_CLASSES in names else palette
 
 
 def figure7(
