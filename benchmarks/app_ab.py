@@ -10,7 +10,9 @@ and comparing medians: the ratio is what to read. Times, as
 of the page drawn: the first load of the page, then the page's controls.
 
 Run: ``python benchmarks/app_ab.py --tree before=/path/to/old/checkout --tree
-after=. [--page Distributions] [--rounds 4] [--settle 0.5] [--store PATH]``.
+after=. [--page Distributions] [--rounds 4] [--settle 0.5] [--store PATH]``, or
+``--fresh-install`` for the first Distributions page of a 1,000-sample store
+with nothing saved beside it and an empty numba cache (as app_latency's).
 Make the old checkout with ``git worktree add /tmp/old COMMIT``. ``--settle``
 waits that long before each click (0 clicks as soon as the page is drawn, as
 app_latency does). The store (``benchmarks/app_latency.py``'s 50,000-sample
@@ -39,6 +41,7 @@ from app_latency import (  # noqa: E402 - the sibling benchmark's harness
     _controls,
     _timed,
     prepare,
+    time_fresh_install,
     write_evaluation,
     write_store,
 )
@@ -103,6 +106,27 @@ def measure(
     return times
 
 
+def measure_fresh_install(
+    store: Path, trees: dict[str, Path], rounds: int
+) -> dict[tuple[str, str], list[float]]:
+    """Seconds per tree of a fresh install's first Distributions page (nothing saved, numba's cache empty).
+
+    One browser; its cache is warmed by an untimed first load, as a user's browser
+    has Streamlit's JavaScript cached after the first visit.
+    """
+    times: dict[tuple[str, str], list[float]] = {}
+    with _chromium() as browser:
+        first = next(iter(trees.values()))
+        time_fresh_install(browser, store, {}, _environment(first), first)
+        for _ in range(rounds):
+            for label, tree in trees.items():
+                these: dict[str, list[float]] = {}
+                time_fresh_install(browser, store, these, _environment(tree), tree)
+                for step, values in these.items():
+                    times.setdefault((step, label), []).extend(values)
+    return times
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -112,7 +136,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--settle", type=float, default=0.0, help="seconds to wait before each click")
     parser.add_argument(
-        "--store", type=Path, default=Path(tempfile.gettempdir()) / "seviz-bench" / "app50k.h5"
+        "--store", type=Path, default=None, help="default: app_latency's (50,000 samples, or 1,000 fresh)"
+    )
+    parser.add_argument(
+        "--fresh-install",
+        action="store_true",
+        help="time the first Distributions page of a 1,000-sample store with nothing saved (no --page)",
     )
     args = parser.parse_args()
     trees = dict(args.tree)
@@ -121,12 +150,19 @@ def main() -> int:
     if not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} is missing: apt-get install -y chromium", file=sys.stderr)
         return 2
-    store = write_store(args.store.resolve(), 50_000, 1000)
-    write_evaluation(store)
-    prepare(store)
+    folder = Path(tempfile.gettempdir()) / "seviz-bench"
     check_trees(trees)
+    if args.fresh_install:
+        store = write_store((args.store or folder / "app1000-fresh.h5").resolve(), 1000, 10)
+    else:
+        store = write_store((args.store or folder / "app50k.h5").resolve(), 50_000, 1000)
+        write_evaluation(store)
+        prepare(store)
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    times = measure(store, trees, args.page, args.rounds, args.settle)
+    if args.fresh_install:
+        times = measure_fresh_install(store, trees, args.rounds)
+    else:
+        times = measure(store, trees, args.page, args.rounds, args.settle)
     first = next(iter(trees))
     for step in dict.fromkeys(step for step, _ in times):
         base = np.median(times[(step, first)])

@@ -432,25 +432,37 @@ def measure_fresh_install(store: Path, repeats: int = 3) -> dict[str, list[float
     times: dict[str, list[float]] = {}
     with _chromium() as browser:
         for _ in range(repeats):
-            with tempfile.TemporaryDirectory(prefix="seviz-fresh-") as folder:
-                copy = Path(folder) / "store" / store.name
-                copy.parent.mkdir()
-                shutil.copyfile(store, copy)
-                env = {**os.environ, "NUMBA_CACHE_DIR": str(Path(folder) / "numba-cache")}
-                with _App(copy, env) as url:
-                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                    address = f"{url}?page=Distributions"
-                    name = "first page (Distributions), fresh install, nothing saved"
-                    _timed(
-                        times,
-                        name,
-                        functools.partial(page.goto, address),
-                        page,
-                        len(BLOCKS),
-                        "Distributions",
-                    )
-                    page.close()
+            time_fresh_install(browser, store, times)
     return times
+
+
+FRESH_INSTALL = "first page (Distributions), fresh install, nothing saved"
+
+
+def time_fresh_install(
+    browser,
+    store: Path,
+    times: dict[str, list[float]],
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> None:
+    """Time one fresh install's first Distributions page: a copy of ``store`` and an empty numba cache.
+
+    ``env`` and ``cwd``: the server's environment (this process's when None) and working folder.
+    """
+    with tempfile.TemporaryDirectory(prefix="seviz-fresh-") as folder:
+        copy = Path(folder) / "store" / store.name
+        copy.parent.mkdir()
+        shutil.copyfile(store, copy)
+        server_env = {
+            **(os.environ if env is None else env),
+            "NUMBA_CACHE_DIR": str(Path(folder) / "numba-cache"),
+        }
+        with _App(copy, server_env, cwd=cwd) as url:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            load = functools.partial(page.goto, f"{url}?page=Distributions")
+            _timed(times, FRESH_INSTALL, load, page, len(BLOCKS), "Distributions")
+            page.close()
 
 
 def prepare(store: Path) -> None:

@@ -6,9 +6,11 @@ script anew for every page and control change, but the modules it imports
 (pandas, h5py, numpy, the statistics and pruning code, the pages) are imported
 only once per process. Importing them here, before the server starts
 listening, moves that second or so from the first page a user opens to the
-server's start-up, which ``seviz app`` waits for anyway. The stores named on
-the command line are opened here too, and their statistics read when they are
-saved beside them (never computed here, so the start stays quick).
+server's start-up, which ``seviz app`` waits for anyway. The statistics of the
+stores named on the command line are read (or, when not saved beside them yet,
+computed and saved) in background threads started here: the server listens at
+once, and the first page that draws them waits only for what is left of that
+work while the browser is still loading Streamlit.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import importlib
 import inspect
 import logging
 import sys
+import threading
 from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
@@ -50,28 +53,29 @@ def preload() -> None:
     inspect.stack()
 
 
-def warm(app_argv: Sequence[str]) -> list[str]:
-    """Open the stores named in the app's arguments (what follows ``--``) and read their saved statistics.
+def warm(app_argv: Sequence[str]) -> list[threading.Thread]:
+    """Start reading or computing the statistics of the stores named in the app's arguments (after ``--``).
 
-    Returns the stores whose statistics were read. A store that cannot be opened
-    is left to the app, which shows the error on its page.
+    Returns the background threads, one per store, already started
+    (:func:`seviz.app.views._data.warm`): the server listens at once, and the first
+    page waits only for what is left of that work. A store that cannot be read is
+    left to the app, which shows the error on its page.
     """
     from seviz.app.launcher import parse_app_arguments
     from seviz.app.views import _data
     from seviz.errors import SevizError
 
-    warmed: list[str] = []
+    threads: list[threading.Thread] = []
     try:
         stores = parse_app_arguments(app_argv).stores
     except SevizError:
-        return warmed
+        return threads
     for path in stores:
         try:
-            if _data.warm(path):
-                warmed.append(str(path))
+            threads.append(_data.warm(path))
         except Exception as error:  # noqa: BLE001 - the page reports it properly; the server must start
             log.debug("not warmed: %s (%s)", path, error)
-    return warmed
+    return threads
 
 
 def main(argv: list[str] | None = None) -> int:

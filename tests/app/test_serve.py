@@ -1,9 +1,10 @@
-"""Tests of seviz.app.serve: the server imports the pages and warms the named stores before it listens."""
+"""Tests of seviz.app.serve: the server imports the pages and starts on the named stores' statistics before it listens."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,15 +24,13 @@ def test_warm_reads_saved_statistics_into_the_pages_cache(
     from seviz.app.views import _data
 
     saved = write_app_store(tmp_path / "saved.h5")
-    fresh = write_app_store(tmp_path / "fresh.h5", seed=1)
     expected = cached_statistics(saved)
     near_one = Thresholds().near_one
+    # The Pruning page's statistics, saved as that page saves them.
     verdict_classes, verdict_settings = needed_statistics(Thresholds(near_one=near_one))
-    cached_statistics(
-        saved, classes=verdict_classes, settings=verdict_settings
-    )  # as the Pruning page saves them
-    assert serve.warm(app_arguments([saved, fresh], tmp_path)) == [str(saved)]
-    assert not cache_folder(fresh).exists()  # a store without saved statistics is only opened
+    cached_statistics(saved, classes=verdict_classes, settings=verdict_settings)
+    for thread in serve.warm(app_arguments([saved], tmp_path)):
+        thread.join(timeout=120)
 
     def computed(*args, **kwargs):
         raise AssertionError("the page computed or read statistics that the server had warmed")
@@ -55,10 +54,43 @@ def test_warm_reads_saved_statistics_into_the_pages_cache(
     assert verdicts.block_names == expected.block_names
 
 
-def test_warm_leaves_arguments_it_cannot_read_to_the_app(tmp_path: Path) -> None:
+def test_warm_computes_unsaved_statistics_once_while_the_first_page_waits_for_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from seviz.app.views import _data
+
+    fresh = write_app_store(tmp_path / "fresh.h5", seed=1)
+    real = seviz.analysis.cache.compute_statistics
+    calls: list[object] = []
+
+    def slow(store, blocks, classes, settings):
+        calls.append(classes)
+        time.sleep(0.5)  # the page asks while the server's thread is still at it
+        return real(store, blocks, classes, settings)
+
+    monkeypatch.setattr(seviz.analysis.cache, "compute_statistics", slow)
+    (thread,) = serve.warm(app_arguments([fresh], tmp_path))
+    stats = _data.statistics(fresh)  # the first page, while the thread computes
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    # Once: the page waited for the thread instead of computing them again, and the Pruning
+    # page's statistics (not saved) were left to that page.
+    assert calls == [None]
+    assert stats.block("SE_4_6").specificity.to_dict() == real(fresh).block("SE_4_6").specificity.to_dict()
+    assert cache_folder(fresh).is_dir()  # saved beside the store for the next start
+
+
+def test_warm_leaves_stores_it_cannot_read_to_the_app(tmp_path: Path) -> None:
+    from seviz.app.views import _data
+
     assert serve.warm(["--root", str(tmp_path / "missing")]) == []
-    (tmp_path / "not-a-store.h5").write_bytes(b"no HDF5 here")
-    assert serve.warm(["--root", str(tmp_path), str(tmp_path / "not-a-store.h5")]) == []
+    assert serve.warm(["--root", str(tmp_path), str(tmp_path / "gone.h5")]) == []
+    broken = tmp_path / "not-a-store.h5"
+    broken.write_bytes(b"no HDF5 here")
+    for thread in serve.warm(["--root", str(tmp_path), str(broken)]):
+        thread.join(timeout=60)  # ends quietly: the page says what is wrong
+    with pytest.raises(_data.PageError, match="not-a-store.h5"):
+        _data.statistics(broken)
 
 
 def test_the_server_process_has_the_pages_imported_before_streamlit_runs(tmp_path: Path) -> None:

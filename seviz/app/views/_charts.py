@@ -73,7 +73,7 @@ def layer(data: str, mark: str | Spec, encoding: Spec, params: list[Spec] | None
 
 
 def chart(
-    layers: list[Spec], datasets: dict[str, pd.DataFrame], title: str, height: int = PLOT_HEIGHT
+    layers: list[Spec], datasets: dict[str, pd.DataFrame | pa.Table], title: str, height: int = PLOT_HEIGHT
 ) -> Spec:
     """A chart of ``layers`` over ``datasets``, with its title, a fixed plot height and a width that fits the page.
 
@@ -213,9 +213,9 @@ def figure6(
     )
     # One row per channel, one column per class, named as the tooltip shows them (an Arrow
     # table: a DataFrame's index would show as "(index)").
-    wide = pd.DataFrame({"position": np.arange(shown), "channel": order})
-    for i, name in enumerate(names):
-        wide[f"{name}: mean excitation"] = np.round(means[i], 4)
+    columns = {"position": np.arange(shown), "channel": np.asarray(order)}
+    columns.update({f"{name}: mean excitation": np.round(means[i], 4) for i, name in enumerate(names)})
+    wide = pa.table(columns)
     x = _position_axis(shown, stats.channels)
     scale = fitted_scale(means, True) if full_range else {"zero": False, "nice": False, "padding": 12}
     y = field("mean:Q", title="mean excitation", scale=scale)
@@ -235,7 +235,7 @@ def figure6(
                 params=[_hover(["position"])],
             ),
         ],
-        {"lines": lines, "channels": pa.Table.from_pandas(wide, preserve_index=False)},
+        {"lines": lines, "channels": wide},
         f"{stats.name}: mean excitation per class",
     )
 
