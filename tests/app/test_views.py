@@ -358,10 +358,31 @@ def test_distributions_classes_channels_and_sorting(
     assert chart.proto.spec == unsorted
 
     at.radio(key="dist_view").set_value("Figure 7: mean ± std").run()
-    data = _chart_data(_charts(at)[0])
+    at.selectbox(key="dist_f7_class").set_value("pug").run()
+    (chart,) = _charts(at)
+    data = _chart_data(chart)
     std = stats_a.block("SE_4_6").class_stats("pug").std
     pug = data[data["class"] == "pug"]
     np.testing.assert_allclose(pug["high"] - pug["mean"], std[pug["channel"]])
+    pug_count = stats_a.block("SE_4_6").class_stats("pug").count
+    assert f"Figure 7 of pug ({pug_count:,} images)" in _markdown(at)
+    # Another class changes the data only: the browser updates the drawn chart.
+    at.selectbox(key="dist_f7_class").set_value("goldfish").run()
+    (other,) = _charts(at)
+    assert other.proto.spec == chart.proto.spec
+    drawn = _chart_data(other)
+    assert set(drawn["class"]) == {"goldfish"}
+    goldfish_mean = stats_a.block("SE_4_6").class_stats("goldfish").mean
+    np.testing.assert_allclose(drawn["mean"], goldfish_mean[drawn["channel"]])
+    # "all classes" is drawn dark, any class in the palette's first colour (from the data).
+    block, order = stats_a.block("SE_4_6"), np.arange(4)
+    from seviz.app.views import _charts as charts_module
+
+    colours = {
+        name: set(charts_module.figure7(block, name, order)["datasets"]["channels"]["colour"])
+        for name in ("pug", ALL_CLASSES)
+    }
+    assert colours == {"pug": {"#4c78a8"}, ALL_CLASSES: {"#222222"}}
 
     at.radio(key="dist_view").set_value("Histograms").run()
     data = _chart_data(_charts(at)[0], "count")

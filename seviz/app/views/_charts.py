@@ -39,6 +39,8 @@ _LEGEND_ROWS = 14  # entries a legend at the right holds before it moves below t
 _PAD = 0.06  # share of the fitted y range added above and below
 _VERDICT_COLOURS = {"identity": "#e45756", "constant": "#eeca3b", "keep": "#4c78a8"}
 _TYPES = {"Q": "quantitative", "N": "nominal", "O": "ordinal"}
+# A y scale that Vega fits to the values drawn (12 px of padding): the same spec for any data.
+_FIT_TO_DATA: Spec = {"zero": False, "nice": False, "padding": 12}
 
 
 # ---------------------------------------------------------------- building blocks
@@ -217,7 +219,7 @@ def figure6(
     columns.update({f"{name}: mean excitation": np.round(means[i], 4) for i, name in enumerate(names)})
     wide = pa.table(columns)
     x = _position_axis(shown, stats.channels)
-    scale = fitted_scale(means, True) if full_range else {"zero": False, "nice": False, "padding": 12}
+    scale = fitted_scale(means, True) if full_range else _FIT_TO_DATA
     y = field("mean:Q", title="mean excitation", scale=scale)
     colour = field(
         "class:N",
@@ -269,25 +271,29 @@ def figure7(
     """The paper's Figure 7 for one block and class: the mean per channel in a band of ±1 std.
 
     The mean over all classes is drawn as a dashed reference; hovering a channel
-    shows its index, the class's mean and std and the all-classes mean.
+    shows its index, the class (and its images), its mean and std and the
+    all-classes mean. The class, its colour and the fitted y range are in the
+    chart's data, so choosing another class (or sort) changes only the data and
+    the browser updates the drawn chart.
     """
     cs, everything = stats.class_stats(class_name), stats.all
     data = _band_table(cs, everything, class_name, order)
-    colour = _ALL_COLOUR if class_name == ALL_CLASSES else _PALETTE[0]
-    scale = fitted_scale(np.r_[data["low"], data["high"], data["all"]], full_range)
+    scale = fitted_scale(np.r_[data["low"], data["high"], data["all"]], True) if full_range else _FIT_TO_DATA
     x = _position_axis(len(order), stats.channels)
-    title = f"{stats.name}: {class_name} ({cs.count:,} images), mean ± std; dashed: {ALL_CLASSES}"
-    return chart(_band_layers(x, scale, colour), {"channels": data}, title)
+    title = f"{stats.name}: the class's mean ± std per channel; dashed: {ALL_CLASSES}"
+    return chart(_band_layers(x, scale), {"channels": data}, title)
 
 
 def _band_table(cs: ClassStats, everything: ClassStats, class_name: str, order: np.ndarray) -> pd.DataFrame:
-    """Figure 7's data, one row per shown channel: the class's mean, std, band and the all-classes mean."""
+    """Figure 7's data, one row per shown channel: the class's mean, std, band, the all-classes mean and its colour."""
     mean, std = np.asarray(cs.mean, dtype=np.float64)[order], np.asarray(cs.std, dtype=np.float64)[order]
     return pd.DataFrame(
         {
             "position": np.arange(len(order)),
             "channel": order,
             "class": class_name,
+            "images": cs.count,
+            "colour": _ALL_COLOUR if class_name == ALL_CLASSES else _PALETTE[0],
             "mean": mean,
             "std": std,
             "all": np.asarray(everything.mean, dtype=np.float64)[order],
@@ -297,11 +303,13 @@ def _band_table(cs: ClassStats, everything: ClassStats, class_name: str, order: 
     )
 
 
-def _band_layers(x: Spec, scale: Spec, colour: str) -> list[Spec]:
+def _band_layers(x: Spec, scale: Spec) -> list[Spec]:
     """Figure 7's layers: the ±1 std band, the class mean, the dashed all-classes mean, hover points."""
+    colour = {"field": "colour", "type": "nominal", "scale": None}
     tooltip = [
         tip("channel:Q"),
         tip("class:N"),
+        tip("images:Q", format=","),
         tip("mean:Q", title="mean excitation", format=".4f"),
         tip("std:Q", format=".4f"),
         tip("all:Q", title=f"mean ({ALL_CLASSES})", format=".4f"),
@@ -309,17 +317,18 @@ def _band_layers(x: Spec, scale: Spec, colour: str) -> list[Spec]:
     return [
         layer(
             "channels",
-            {"type": "area", "opacity": 0.3, "color": colour},
+            {"type": "area", "opacity": 0.3},
             {
                 "x": x,
                 "y": field("low:Q", title="excitation (mean ± std)", scale=scale),
                 "y2": {"field": "high"},
+                "color": colour,
             },
         ),
         layer(
             "channels",
-            {"type": "line", "strokeWidth": 1.3, "color": colour},
-            {"x": x, "y": field("mean:Q", scale=scale)},
+            {"type": "line", "strokeWidth": 1.3},
+            {"x": x, "y": field("mean:Q", scale=scale), "color": colour},
         ),
         layer(
             "channels",
@@ -328,10 +337,11 @@ def _band_layers(x: Spec, scale: Spec, colour: str) -> list[Spec]:
         ),
         layer(
             "channels",
-            {"type": "point", "filled": True, "size": 36, "color": colour},
+            {"type": "point", "filled": True, "size": 36},
             {
                 "x": x,
                 "y": field("mean:Q", scale=scale),
+                "color": colour,
                 "opacity": _when_hovered(1.0),
                 "tooltip": tooltip,
             },

@@ -102,6 +102,14 @@ def _chart(block: BlockStatistics, c: dict[str, Any], channels: np.ndarray) -> A
     return _charts.violins(block, c["shown"], channels, full_range=c["full"])
 
 
+def _figure7_note(block: BlockStatistics, c: dict[str, Any]) -> str:
+    """The class Figure 7 draws, for the caption above it (its chart's title does not name it)."""
+    if c["view"] != VIEWS[1]:
+        return ""
+    name = c["figure7_class"] or c["shown"][0]
+    return f" · Figure 7 of {name} ({block.class_stats(name).count:,} images)"
+
+
 def _resolution_note(block: BlockStatistics, shown: list[str], channels: np.ndarray) -> None:
     """Say so when the gates drawn fill at most two histogram bins (their shape is finer than a bin)."""
     bins, low, high = _charts.held_bins(block, shown, channels)
@@ -147,7 +155,7 @@ def render(path: Path, **_: Any) -> None:
             f"{block.channels} channels ({channels.size} shown, {order_text}) · {len(c['chosen'])} classes"
             f"{' and all' if c['with_all'] else ''} · module {block.info.module} · "
             f"specificity {block.specificity.between_share:.3f} (between-class share) · "
-            f"mean |1 − s| {block.behaviour.mean_abs_deviation:.4f}"
+            f"mean |1 − s| {block.behaviour.mean_abs_deviation:.4f}{_figure7_note(block, c)}"
         )
         if c["view"] in (VIEWS[2], VIEWS[3]):
             _resolution_note(block, c["shown"], channels)
