@@ -8,9 +8,9 @@ only once per process. Importing them here, before the server starts
 listening, moves that second or so from the first page a user opens to the
 server's start-up, which ``seviz app`` waits for anyway. The statistics of the
 stores named on the command line are read (or, when not saved beside them yet,
-computed and saved) in background threads started here: the server listens at
-once, and the first page that draws them waits only for what is left of that
-work while the browser is still loading Streamlit.
+computed and saved) one after another in a background thread started here: the
+server listens at once, and the first page that draws them waits only for what
+is left of that work while the browser is still loading Streamlit.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -53,29 +54,37 @@ def preload() -> None:
     inspect.stack()
 
 
-def warm(app_argv: Sequence[str]) -> list[threading.Thread]:
+def warm(app_argv: Sequence[str]) -> threading.Thread | None:
     """Start reading or computing the statistics of the stores named in the app's arguments (after ``--``).
 
-    Returns the background threads, one per store, already started
+    One background thread (returned, already started; None when no store is named)
+    warms the stores one after another, in the order named
     (:func:`seviz.app.views._data.warm`): the server listens at once, and the first
     page waits only for what is left of that work. A store that cannot be read is
     left to the app, which shows the error on its page.
     """
     from seviz.app.launcher import parse_app_arguments
-    from seviz.app.views import _data
     from seviz.errors import SevizError
 
-    threads: list[threading.Thread] = []
     try:
         stores = parse_app_arguments(app_argv).stores
     except SevizError:
-        return threads
+        return None
+    if not stores:
+        return None
+    thread = threading.Thread(target=_warm_each, args=(list(stores),), name="seviz-statistics", daemon=True)
+    thread.start()
+    return thread
+
+
+def _warm_each(stores: Sequence[str | os.PathLike]) -> None:
+    from seviz.app.views import _data
+
     for path in stores:
         try:
-            threads.append(_data.warm(path))
-        except Exception as error:  # noqa: BLE001 - the page reports it properly; the server must start
+            _data.warm(path)
+        except Exception as error:  # noqa: BLE001 - the page reports it properly; the server must go on
             log.debug("not warmed: %s (%s)", path, error)
-    return threads
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,8 +29,9 @@ def test_warm_reads_saved_statistics_into_the_pages_cache(
     # The Pruning page's statistics, saved as that page saves them.
     verdict_classes, verdict_settings = needed_statistics(Thresholds(near_one=near_one))
     cached_statistics(saved, classes=verdict_classes, settings=verdict_settings)
-    for thread in serve.warm(app_arguments([saved], tmp_path)):
-        thread.join(timeout=120)
+    thread = serve.warm(app_arguments([saved], tmp_path))
+    assert thread is not None
+    thread.join(timeout=120)
 
     def computed(*args, **kwargs):
         raise AssertionError("the page computed or read statistics that the server had warmed")
@@ -69,7 +70,8 @@ def test_warm_computes_unsaved_statistics_once_while_the_first_page_waits_for_th
         return real(store, blocks, classes, settings)
 
     monkeypatch.setattr(seviz.analysis.cache, "compute_statistics", slow)
-    (thread,) = serve.warm(app_arguments([fresh], tmp_path))
+    thread = serve.warm(app_arguments([fresh], tmp_path))
+    assert thread is not None
     stats = _data.statistics(fresh)  # the first page, while the thread computes
     thread.join(timeout=120)
     assert not thread.is_alive()
@@ -83,12 +85,16 @@ def test_warm_computes_unsaved_statistics_once_while_the_first_page_waits_for_th
 def test_warm_leaves_stores_it_cannot_read_to_the_app(tmp_path: Path) -> None:
     from seviz.app.views import _data
 
-    assert serve.warm(["--root", str(tmp_path / "missing")]) == []
-    assert serve.warm(["--root", str(tmp_path), str(tmp_path / "gone.h5")]) == []
+    assert serve.warm(["--root", str(tmp_path / "missing")]) is None
+    assert serve.warm(["--root", str(tmp_path), str(tmp_path / "gone.h5")]) is None
+    assert serve.warm(["--root", str(tmp_path)]) is None  # no store named: nothing to warm
     broken = tmp_path / "not-a-store.h5"
     broken.write_bytes(b"no HDF5 here")
-    for thread in serve.warm(["--root", str(tmp_path), str(broken)]):
-        thread.join(timeout=60)  # ends quietly: the page says what is wrong
+    good = write_app_store(tmp_path / "good.h5")
+    thread = serve.warm(["--root", str(tmp_path), str(broken), str(good)])
+    assert thread is not None
+    thread.join(timeout=120)  # past the broken store, quietly: the page says what is wrong
+    assert cache_folder(good).is_dir()  # the store named after it was still warmed
     with pytest.raises(_data.PageError, match="not-a-store.h5"):
         _data.statistics(broken)
 

@@ -10,9 +10,7 @@ control change never reads samples again and a rewritten store is read anew.
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +27,6 @@ from seviz.analysis import (
 from seviz.plots import default_blocks, default_classes
 from seviz.pruning import Thresholds, needed_statistics
 from seviz.store import Store, StoreError, open_store
-
-log = logging.getLogger(__name__)
 
 _ENTRIES = 8
 _THUMBNAIL = 160  # px, the longer side of a thumbnail
@@ -90,39 +86,28 @@ def _guarded(what: str, path: str | os.PathLike, function: Any) -> Any:
         ) from None
 
 
-def warm(path: str | os.PathLike) -> threading.Thread:
-    """Start putting a store's statistics into this process's caches before any page asks for them.
+def warm(path: str | os.PathLike) -> None:
+    """Put a store's statistics into this process's caches before any page asks for them.
 
-    The app's server calls this for the stores it was started with before it listens
-    (:mod:`seviz.app.serve`). A background thread (returned, already started) reads
-    the statistics, or computes and saves them where they are not saved beside the
-    store yet; then the per-class parts of the Distributions page's default blocks
-    and classes, and the Pruning page's statistics at the default thresholds when
-    those are saved (they are never computed here). A page that asks meanwhile waits
-    for the thread through the cache's own lock instead of computing a second time.
+    Reads the statistics, or computes and saves them where they are not saved beside
+    the store yet; then the per-class parts of the Distributions page's default
+    blocks and classes, and the Pruning page's statistics at the default thresholds
+    when those are saved (they are never computed here). The app's server runs this
+    in a background thread for the stores it was started with
+    (:func:`seviz.app.serve.warm`); a page that asks meanwhile waits for it through
+    the cache's own lock instead of computing a second time.
 
     Raises:
         PageError: The store cannot be read (the page shows the same message).
     """
     key = _key(path)
-    thread = threading.Thread(
-        target=_warm_in_background, args=key, name=f"seviz-statistics-{Path(path).name}", daemon=True
-    )
-    thread.start()
-    return thread
-
-
-def _warm_in_background(path: str, mtime_ns: int, size: int) -> None:
-    try:
-        stats = _statistics(path, mtime_ns, size)
-        for name in default_blocks(stats):
-            preload_classes(stats.block(name), default_classes(stats))
-        near_one = Thresholds().near_one
-        classes, settings = needed_statistics(Thresholds(near_one=near_one))
-        if saved_statistics(_open(path, mtime_ns, size), classes=classes, settings=settings) is not None:
-            _verdict_statistics(path, mtime_ns, size, float(near_one))
-    except Exception as error:  # noqa: BLE001 - the page computes again and shows the error itself
-        log.debug("statistics of %s not warmed in the background: %s", path, error)
+    stats = _statistics(*key)
+    for name in default_blocks(stats):
+        preload_classes(stats.block(name), default_classes(stats))
+    near_one = Thresholds().near_one
+    classes, settings = needed_statistics(Thresholds(near_one=near_one))
+    if saved_statistics(_open(*key), classes=classes, settings=settings) is not None:
+        _verdict_statistics(*key, float(near_one))
 
 
 def store(path: str | os.PathLike) -> Store:
