@@ -62,9 +62,7 @@ class Store:
     def paths(self) -> np.ndarray:
         """Image path of every committed sample (read on first use: the largest column)."""
         if self._paths is None:
-            column = self._samples("path")
-            with h5_errors(self.path, "reading /samples/path"):
-                self._paths = _decode(column[: len(self)])
+            self._paths = self._read_paths(slice(0, len(self)))
         return self._paths
 
     def paths_at(self, rows: slice | range | np.ndarray | list[int]) -> np.ndarray:
@@ -84,18 +82,17 @@ class Store:
             start, stop, step = rows.indices(len(self))
             if step < 1:
                 return self.paths[rows]
-            chosen = self._samples("path")
-            with h5_errors(self.path, "reading /samples/path"):
-                return _decode(chosen[start:stop:step] if start < stop else chosen[0:0])
+            return self._read_paths(slice(start, stop, step) if start < stop else slice(0, 0))
         index = np.asarray(rows, dtype=np.int64).reshape(-1)
         if index.size and (index.min() < -len(self) or index.max() >= len(self)):
             raise IndexError(f"sample rows {index.min()}..{index.max()} outside 0..{len(self) - 1}")
-        index = np.where(index < 0, index + len(self), index)
-        unique, inverse = np.unique(index, return_inverse=True)
-        chosen = self._samples("path")
+        unique, inverse = np.unique(np.where(index < 0, index + len(self), index), return_inverse=True)
+        return self._read_paths(unique if unique.size else slice(0, 0))[inverse]
+
+    def _read_paths(self, rows: slice | np.ndarray) -> np.ndarray:
+        column = self._samples("path")
         with h5_errors(self.path, "reading /samples/path"):
-            read = _decode(chosen[unique]) if unique.size else _decode(chosen[0:0])
-        return read[inverse]
+            return _decode(column[rows])
 
     @property
     def block_names(self) -> list[str]:

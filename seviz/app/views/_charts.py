@@ -258,7 +258,7 @@ def _ordered_colours(names: Sequence[str]) -> list[str]:
     """
     others = sum(name != ALL_CLASSES for name in names)
     turns = max(1, -(-others // _RANGE_STEP)) * _RANGE_STEP
-    palette = [_PALETTE[i % len(_PALETTE)] for i in range(turns)]
+    palette = [colour_of(i) for i in range(turns)]
     return [_ALL_COLOUR, *palette] if ALL_CLASSES in names else palette
 
 
