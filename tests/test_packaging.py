@@ -1,7 +1,9 @@
-"""The wheel carries what an installed seviz needs at run time: the app and the demo model."""
+"""The wheel carries what an installed seviz needs at run time (the app, the demo model) and declares what it imports."""
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import shutil
 import subprocess
 import sys
@@ -9,6 +11,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,3 +66,36 @@ def test_an_installed_wheel_finds_its_app_script(wheel, tmp_path):
     assert Path(script) == site / "seviz" / "app" / "main.py"
     # The installed script imports its views from the package.
     assert (Path(script).parent / "views" / "pruning.py").is_file()
+
+
+def _imported_top_levels(folder: Path) -> set[str]:
+    """Top-level modules that the code under ``folder`` imports (relative imports left out)."""
+    names: set[str] = set()
+    for source in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(), str(source))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def _declared_distributions() -> set[str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return {canonicalize_name(Requirement(text).name) for text in project["dependencies"]}
+
+
+def test_every_package_the_code_imports_is_declared():
+    # A package imported only because another dependency brings it along (pandas and pyarrow
+    # came with Streamlit) breaks when that dependency stops bringing it.
+    third_party = _imported_top_levels(REPO / "seviz") | _imported_top_levels(REPO / "app")
+    third_party -= set(sys.stdlib_module_names) | {"seviz", "__future__"}
+    providers = importlib.metadata.packages_distributions()
+    declared = _declared_distributions()
+    missing = {
+        module: providers.get(module)
+        for module in sorted(third_party)
+        if not any(canonicalize_name(d) in declared for d in providers.get(module, []))
+    }
+    assert not missing, f"imported but not in pyproject.toml's dependencies: {missing}"
+    assert {"pandas", "pyarrow", "streamlit", "h5py"} <= third_party  # the walk sees the app and the store
