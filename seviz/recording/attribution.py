@@ -2,7 +2,8 @@
 
 For each recorded image, captum's ``LayerGradientXActivation`` takes the
 gradient of the image's true-class logit with respect to every SE gate output
-``s`` and multiplies it by ``s``: the first-order contribution of each gate
+``s`` and multiplies it by ``s`` (the gate itself, also where an implementation
+applies its sigmoid inline: :mod:`seviz.se.gate_layers`): the first-order contribution of each gate
 channel to that logit. Averaged over a class's images this ranks, per class
 and block, the channels whose gates most drive the class. Results go into the
 store (``/attributions/<block>``) for ``seviz plot``, the report and the app.
@@ -224,14 +225,15 @@ def _class_sums(
 
     from seviz._torch_utils import eval_mode
     from seviz.data import iterate_batches
+    from seviz.se.gate_layers import gate_layers
 
-    layers = [loaded.model.get_submodule(g.gate_path) for g in gates]
-    explainer = LayerGradientXActivation(loaded.model, layers)
     sums = {g.name: np.zeros((len(plan.class_order), g.channels), dtype=np.float64) for g in gates}
     counts = np.zeros(len(plan.class_order), dtype=np.int64)
     position = {name: i for i, name in enumerate(plan.class_order)}
     bar = tqdm(total=len(plan.items), unit="img", desc="attributing", disable=not progress)
-    with eval_mode(loaded.model), bar:
+    # Each gate's s is a module's output there, also where the sigmoid is applied inline (LightCbam).
+    with gate_layers(loaded.model, gates) as layers, eval_mode(loaded.model), bar:
+        explainer = LayerGradientXActivation(loaded.model, layers)
         for batch in iterate_batches(plan.items, loaded.data_config, batch_size=batch_size):
             bar.update(batch.consumed)
             if batch.images is None:

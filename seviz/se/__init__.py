@@ -4,8 +4,10 @@ Rooms: :mod:`~seviz.se.adapters` (the registry of SE implementations),
 :mod:`~seviz.se.non_gates` (attention that is not an SE gate, and why: the reasons a model is refused),
 :mod:`~seviz.se.discover` (:func:`discover_se_gates`, the paper's naming),
 :mod:`~seviz.se.recorder` (:class:`Recorder`, the one owner of capture hooks),
-:mod:`~seviz.se.stand_ins` (fixed modules that replace a pruned gate; it imports
-torch, so the door leaves it out and ``import seviz.se`` stays light).
+:mod:`~seviz.se.gate_layers` (each gate's ``s`` as a module's output, for captum's
+layer attribution), :mod:`~seviz.se.stand_ins` (fixed modules that replace a pruned
+gate). These two import torch, so the door leaves them out and ``import seviz.se``
+stays light.
 """
 
 from seviz.errors import NoSEBlocksError

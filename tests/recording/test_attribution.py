@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from seviz.recording import attribute, record
@@ -161,3 +162,51 @@ def test_attribute_on_an_empty_store_is_an_error(tmp_path, capsys):
     assert main(["attribute", str(path), "--no-progress"]) == 2
     assert "has no samples to attribute" in capsys.readouterr().err
     assert sha256(path) == before
+
+
+LIGHT_CBAM_FACTORY = """
+import torch
+from timm.models.resnet import BasicBlock, ResNet
+
+def build(num_classes=2):
+    model = ResNet(BasicBlock, layers=(1, 1, 1, 1), channels=(8, 16, 24, 32), num_classes=num_classes,
+                   block_args={"attn_layer": "lcbam"})
+    with torch.no_grad():  # timm zero-initialises each block's last BatchNorm: no gate would matter
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+    return model
+"""
+
+
+def test_an_inline_sigmoid_gate_is_attributed_at_the_gate(tmp_path):
+    # LightCbam applies its sigmoid inline: seviz hooks fc2 and must still attribute to s, not to fc2's output.
+    from _timm_models import light_cbam_gradient_x_gate
+
+    from seviz.data import load_rgb, make_transform
+    from seviz.models import load_model
+
+    factory = tmp_path / "lcbam.py"
+    factory.write_text(LIGHT_CBAM_FACTORY)
+    rng = np.random.default_rng(2)
+    for name in ("0", "1"):  # the classes of a model without class names are its indices
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+                tmp_path / "images" / name / f"{i}.png"
+            )
+    out, spec = tmp_path / "lcbam.h5", f"{factory}:build"
+    record(spec, tmp_path / "images", out, weights="random", batch_size=4, workers=0, progress=False)
+    attribute(out, model=spec, progress=False)
+    with open_store(out) as opened:
+        tables, paths, labels = opened.attributions(), list(opened.paths), opened.labels
+        first = next(iter(opened.blocks))
+        assert opened.blocks[first].kind == "timm.LightCbam.channel"
+    loaded = load_model(spec, "random")
+    transform = make_transform(loaded.data_config)
+    images = torch.stack([transform(load_rgb(p)) for p in paths])
+    expected = light_cbam_gradient_x_gate(loaded.model, images, torch.as_tensor(labels))
+    rows = [i for i, label in enumerate(labels) if label == 1]
+    manual = expected[0][rows].flatten(1).mean(0).numpy()
+    assert np.abs(manual).max() > 1e-4  # a live gate, not a vacuous comparison
+    np.testing.assert_allclose(tables[first].values[1], manual, rtol=1e-3, atol=1e-7)

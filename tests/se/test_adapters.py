@@ -13,43 +13,15 @@ import functools
 from collections.abc import Callable
 
 import pytest
-import timm
 import torch
 import torch.nn.functional as F
-from timm.models.resnet import BasicBlock, Bottleneck, ResNet
+from _timm_models import live, timm_model, tiny_resnet
+from timm.models.resnet import Bottleneck
 from torch import nn
 
 from seviz.se import Recorder, SEAdapter, SEGate, discover_se_gates
 
 Expected = Callable[[nn.Module, torch.Tensor], torch.Tensor]
-
-
-def live(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random BatchNorm affine and statistics, so no block's output is zero and every gate varies.
-
-    timm zero-initialises each residual block's last BatchNorm; an SE module right after it
-    would see zeros and output sigmoid(0) = 0.5 everywhere.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.weight.copy_(torch.rand(module.weight.shape, generator=generator) + 0.5)
-                module.bias.copy_(0.2 * torch.randn(module.bias.shape, generator=generator))
-                module.running_var.copy_(torch.rand(module.running_var.shape, generator=generator) + 0.5)
-    return model.eval()
-
-
-def timm_model(name: str, **kwargs) -> nn.Module:
-    torch.manual_seed(0)
-    return live(timm.create_model(name, pretrained=False, num_classes=10, **kwargs))
-
-
-def tiny_resnet(attn_layer, block=BasicBlock) -> nn.Module:
-    torch.manual_seed(0)
-    return live(
-        ResNet(block, layers=(1, 2, 1, 1), channels=(16, 24, 32, 40), block_args={"attn_layer": attn_layer})
-    )
 
 
 def record_and_inputs(
