@@ -87,15 +87,17 @@ def temporary_path(path: Path, tag: str = "partial") -> Path:
 
 
 @contextmanager
-def atomic_write(path: PathLike) -> Iterator[Path]:
+def atomic_write(path: PathLike, tag: str = "partial") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on any failure it is removed.
+
+    ``tag`` names the temporary file (:func:`temporary_path`).
 
     Raises:
         DiskFullError: The device holding ``path`` ran out of space (the old file is untouched).
     """
     target = Path(path).expanduser()
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = temporary_path(target)
+    temp = temporary_path(target, tag)
     try:
         yield temp
         os.replace(temp, target)

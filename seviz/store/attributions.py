@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from seviz.errors import StoreError
+from seviz._files import atomic_write, free_bytes
+from seviz.errors import DiskFullError, StoreError
 from seviz.store._checks import check_layout
 from seviz.store._h5 import _open_swmr, h5_errors
 from seviz.store.lock import StoreLock
@@ -46,10 +48,13 @@ def write_attributions(
 ) -> None:
     """Write (replacing) the ``/attributions`` group of a complete store, holding its writer lock.
 
-    The store is checked (as :func:`~seviz.store.open_store` does) before anything is written.
+    The store is checked (as :func:`~seviz.store.open_store` does) before anything is written,
+    and the group is written into a copy beside the store that then replaces it: on any
+    failure the store is as it was.
 
     Raises:
         StoreLockedError: Another run is writing the store.
+        DiskFullError: Its device cannot hold the copy (checked first), or filled up while writing.
     """
     path = Path(path)
     with StoreLock(path):
@@ -69,15 +74,41 @@ def _write_attributions(
         unknown = sorted(set(tables) - set(layout.blocks))
         if unknown:
             raise StoreError(f"store {str(path)!r} has no block {unknown[0]!r} to attribute")
-    with h5py.File(path, "a", libver="latest") as f:
-        if "attributions" in f:
-            del f["attributions"]
-        group = f.create_group("attributions")
-        for key, value in attrs.items():
-            group.attrs[key] = _attr_value(value)
-        group.attrs["classes"] = json.dumps(list(classes))
-        for block, values in tables.items():
-            group.create_dataset(block, data=np.asarray(values, dtype=np.float32))
+    # The recorded store is never opened for writing: a copy beside it gets the group and then
+    # replaces it, so an error, a full disk or a kill midway leaves the store (and the
+    # attributions it had) as they were. A store reached through a link is replaced where it lives.
+    target = path.resolve()
+    _check_room_for_a_copy(target)
+    with atomic_write(target, tag="attributing") as staged:
+        shutil.copyfile(target, staged)
+        shutil.copymode(target, staged)
+        with h5py.File(staged, "a", libver="latest") as f:
+            if "attributions" in f:
+                del f["attributions"]
+            group = f.create_group("attributions")
+            for key, value in attrs.items():
+                group.attrs[key] = _attr_value(value)
+            group.attrs["classes"] = json.dumps(list(classes))
+            for block, values in tables.items():
+                group.create_dataset(block, data=np.asarray(values, dtype=np.float32))
+
+
+def _check_room_for_a_copy(store: Path) -> None:
+    """Refuse, before copying, when the store's device cannot hold a second copy of it."""
+    size, free = store.stat().st_size, free_bytes(store)
+    if free < size + _HEADROOM:
+        raise DiskFullError(
+            f"attributions are written into a copy of {str(store)!r} that then replaces it, which needs "
+            f"{_gib(size + _HEADROOM)} free on {str(store.parent)!r} and {_gib(free)} is; free some space "
+            "there (the store is as it was)"
+        )
+
+
+_HEADROOM = 16 << 20  # bytes beyond the copy: the attribution tables and HDF5's own metadata
+
+
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):.2f} GiB"
 
 
 def read_attributions(f: h5py.File, path: Path, blocks: Mapping[str, BlockInfo]) -> dict[str, Attributions]:
