@@ -50,6 +50,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -149,7 +150,9 @@ def compute_statistics(
     if compiled:
         _start_loading_kernels()
     all_classes, selected, labels = _class_labels(store, classes)
-    analyse = _block_analyser(store, labels, all_classes, selected, settings, chunk_rows, jobs, compiled)
+    analyse = _block_analyser(
+        _Pass(store, labels, all_classes, selected, settings, chunk_rows, compiled), jobs
+    )
     results = _statistics_by_block(store, names, analyse, workers, jobs)
     for result in results.values():
         _warn_outside_unit_range(store, result)
@@ -180,35 +183,34 @@ def _class_labels(store: Store, classes: Sequence[str] | None) -> tuple[list[str
     return all_classes, selected, labels
 
 
-def _block_analyser(
-    store: Store,
-    labels: np.ndarray,
-    all_classes: list[str],
-    selected: list[str],
-    settings: StatsSettings,
-    chunk_rows: int | None,
-    jobs: int,
-    compiled: bool,
-) -> Callable[[str], BlockStatistics]:
+@dataclass(frozen=True)
+class _Pass:
+    """What every block's pass over the store shares: the rows' class indices, the classes, the settings."""
+
+    store: Store
+    labels: np.ndarray  # each sample's index into ``all_classes``
+    all_classes: list[str]
+    selected: list[str]  # the classes reported
+    settings: StatsSettings
+    chunk_rows: int | None
+    compiled: bool
+
+
+def _block_analyser(run: _Pass, jobs: int) -> Callable[[str], BlockStatistics]:
     """The statistics of one block by name, each worker's buffers reused block after block."""
     spare: queue.SimpleQueue[Scratch] = queue.SimpleQueue()  # one per worker, reused block after block
 
     def one(name: str) -> BlockStatistics:
-        info = store.blocks[name]
-        log.info("statistics of %s (%d channels, %d samples)", name, info.channels, len(store))
+        info = run.store.blocks[name]
+        log.info("statistics of %s (%d channels, %d samples)", name, info.channels, len(run.store))
         try:
             scratch = spare.get_nowait()
         except queue.Empty:
             scratch = Scratch()
         try:
             if jobs > 1:
-                return _merged_block_statistics(
-                    store, info, labels, all_classes, selected, settings, chunk_rows, jobs, compiled
-                )
-            acc = _accumulate(
-                store, info, labels, all_classes, selected, settings, chunk_rows, scratch, None, compiled
-            )
-            return acc.finish()
+                return _merged_block_statistics(run, info, jobs)
+            return _accumulate(run, info, scratch).finish()
         finally:
             spare.put(scratch)
 
@@ -277,23 +279,15 @@ def _warn_outside_unit_range(store: Store, result: BlockStatistics) -> None:
     )
 
 
-def _accumulate(
-    store: Store,
-    info: BlockInfo,
-    labels: np.ndarray,
-    all_classes: list[str],
-    selected: list[str],
-    settings: StatsSettings,
-    chunk_rows: int | None,
-    scratch: Scratch,
-    part: slice | None = None,
-    compiled: bool = True,
-) -> BlockAccumulator:
+def _accumulate(run: _Pass, info: BlockInfo, scratch: Scratch, part: slice | None = None) -> BlockAccumulator:
     """One block's state over rows ``part`` (default all) of the store."""
+    store, chunk_rows = run.store, run.chunk_rows
     rows = max(256, _CHUNK_ELEMENTS // max(1, info.channels)) if chunk_rows is None else int(chunk_rows)
     if rows < 1:
         raise AnalysisError(f"chunk_rows={chunk_rows} must be at least 1")
-    acc = BlockAccumulator(info, len(store), all_classes, selected, settings, scratch, compiled)
+    acc = BlockAccumulator(
+        info, len(store), run.all_classes, run.selected, run.settings, scratch, run.compiled
+    )
     # As stored: the accumulator works on float16 gates directly, faster than
     # converting them to float32 first; it copies what it keeps of a chunk, so
     # every chunk is read into the same memory.
@@ -308,31 +302,19 @@ def _accumulate(
             info.name, rows=rows, dtype=None, buffer=buffer, start=part.start, stop=part.stop
         )
     for row_slice, gates in chunks:
-        acc.add(row_slice.start, gates, labels[row_slice])
+        acc.add(row_slice.start, gates, run.labels[row_slice])
     return acc
 
 
-def _merged_block_statistics(
-    store: Store,
-    info: BlockInfo,
-    labels: np.ndarray,
-    all_classes: list[str],
-    selected: list[str],
-    settings: StatsSettings,
-    chunk_rows: int | None,
-    jobs: int,
-    compiled: bool = True,
-) -> BlockStatistics:
+def _merged_block_statistics(run: _Pass, info: BlockInfo, jobs: int) -> BlockStatistics:
     """One block in ``jobs`` contiguous parts, side by side, merged in order."""
-    n = len(store)
+    n = len(run.store)
     bounds = [(n * j // jobs, n * (j + 1) // jobs) for j in range(jobs)]
     parts = [slice(a, b) for a, b in bounds if b > a]
 
     def one(part: slice) -> BlockAccumulator:
         # A Scratch per part: a part's histograms live in it until the merge.
-        return _accumulate(
-            store, info, labels, all_classes, selected, settings, chunk_rows, Scratch(), part, compiled
-        )
+        return _accumulate(run, info, Scratch(), part)
 
     with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="seviz-stats-part") as pool:
         accumulators = list(pool.map(one, parts))
