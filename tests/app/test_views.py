@@ -387,15 +387,19 @@ def test_distributions_classes_channels_and_sorting(
     at.radio(key="dist_view").set_value("Histograms").run()
     data = _chart_data(_charts(at)[0], "count")
     hist = stats_a.block("SE_4_6").class_stats("goldfish").histogram[[0, 1, 2, 3, 10]].sum(axis=0)
-    np.testing.assert_allclose(data[data["class"] == "goldfish"]["count"], hist)
-    assert np.isclose(data[data["class"] == "pug"]["share"].sum(), 1.0)
-    # The step outline spans every bin edge to edge: each bin's share from its low edge, the
-    # last bin closed at its high edge (not cut at its centre).
-    outline = _named_data(_charts(at)[0], "outline")
-    outline = outline[outline["class"] == "goldfish"]
     edges = stats_a.block("SE_4_6").class_stats("goldfish").bin_edges
     goldfish = data[data["class"] == "goldfish"]
-    np.testing.assert_allclose(sorted(outline["low"]), edges)
+    # The bins drawn run from one empty bin below the first that holds a gate to one above the last.
+    first = int(np.argmin(np.abs(edges - goldfish["low"].iloc[0])))
+    drawn = slice(first, first + len(goldfish))
+    np.testing.assert_allclose(goldfish["count"], hist[drawn])
+    assert hist.sum() == hist[drawn].sum() and 0 < len(goldfish) < len(hist)
+    assert np.isclose(data[data["class"] == "pug"]["share"].sum(), 1.0)
+    # The step outline spans every bin drawn edge to edge: each bin's share from its low edge,
+    # the last bin closed at its high edge (not cut at its centre).
+    outline = _named_data(_charts(at)[0], "outline")
+    outline = outline[outline["class"] == "goldfish"]
+    np.testing.assert_allclose(sorted(outline["low"]), edges[first : drawn.stop + 1])
     np.testing.assert_allclose(
         outline.sort_values("low")["share"], [*goldfish["share"], goldfish["share"].iloc[-1]]
     )
@@ -405,6 +409,29 @@ def test_distributions_classes_channels_and_sorting(
 
     at.text_input(key="dist_channels").input("ten").run()
     assert "channels 'ten'" in at.error[0].value
+
+
+def test_adding_a_class_changes_only_the_data_of_the_histograms(
+    root: Path, monkeypatch: pytest.MonkeyPatch, stats_a
+) -> None:
+    at = _app(root, monkeypatch, "a.h5", page="Distributions")
+    at.multiselect(key="dist_blocks").set_value(["SE_4_6", "SE_5_2"])
+    at.radio(key="dist_view").set_value("Histograms")
+    at.multiselect(key="dist_classes").set_value(list(CLASSES)[:1]).run()
+    before = [c.proto.spec for c in _charts(at)]
+    at.multiselect(key="dist_classes").set_value(list(CLASSES)).run()
+    assert [c.proto.spec for c in _charts(at)] == before  # the browser updates the drawn charts in place
+    data = _chart_data(_charts(at)[1], "count")
+    assert list(dict.fromkeys(data["class"])) == [*CLASSES, ALL_CLASSES]
+    # "all classes" comes first in the colour scale (near-black), the classes after it in the order chosen.
+    assert data.groupby("class")["order"].first().to_dict() == {
+        ALL_CLASSES: -1,
+        **{name: i for i, name in enumerate(CLASSES)},
+    }
+    # SE_5_2's gates sit in its top bin: the chart holds that bin and the empty one below it,
+    # so the x range Vega fits to the data is those two bins.
+    edges = stats_a.block("SE_5_2").all.bin_edges
+    np.testing.assert_allclose(sorted(set(data["low"])), edges[-3:-1])
 
 
 def test_histograms_say_when_a_block_fills_one_or_two_bins(

@@ -209,7 +209,7 @@ def figure6(
             "position": np.tile(np.arange(shown), len(names)),
             "channel": np.tile(order, len(names)),
             "class": np.repeat(names, shown),
-            "order": np.repeat([_colour_order(name, i) for i, name in enumerate(names)], shown),
+            "order": np.repeat(_colour_orders(names), shown),
             "mean": means.ravel(),
         }
     )
@@ -221,12 +221,7 @@ def figure6(
     x = _position_axis(shown, stats.channels)
     scale = fitted_scale(means, True) if full_range else _FIT_TO_DATA
     y = field("mean:Q", title="mean excitation", scale=scale)
-    colour = field(
-        "class:N",
-        sort={"field": "order", "op": "min"},
-        scale={"range": _ordered_colours(names)},
-        legend=legend(len(names)),
-    )
+    colour = _ordered_class_colour(names)
     return chart(
         [
             layer("lines", {"type": "line", "strokeWidth": 1.3}, {"x": x, "y": y, "color": colour}),
@@ -245,13 +240,27 @@ def figure6(
 _RANGE_STEP = 90  # colours a data-driven class scale holds, in steps (ten turns of the palette)
 
 
-def _colour_order(name: str, position: int) -> int:
-    """A class's place in a data-driven colour scale: "all classes" first, the rest in the order chosen."""
-    return -1 if name == ALL_CLASSES else position
+def _colour_orders(names: Sequence[str]) -> list[int]:
+    """Each class's place in a data-driven colour scale: "all classes" first, the rest in the order chosen."""
+    return [-1 if name == ALL_CLASSES else position for position, name in enumerate(names)]
+
+
+def _ordered_class_colour(names: Sequence[str]) -> Spec:
+    """A colour encoding whose classes and their order come from the data's ``order`` column.
+
+    Its spec is the same for any classes (see :func:`_ordered_colours`), so adding one
+    changes only the chart's data.
+    """
+    return field(
+        "class:N",
+        sort={"field": "order", "op": "min"},
+        scale={"range": _ordered_colours(names)},
+        legend=legend(len(names)),
+    )
 
 
 def _ordered_colours(names: Sequence[str]) -> list[str]:
-    """The range of a colour scale whose domain is the classes drawn, ordered by :func:`_colour_order`.
+    """The range of a colour scale whose domain is the classes drawn, ordered by :func:`_colour_orders`.
 
     The same list for any classes (it changes only with "all classes" shown or not, and
     every 90 classes), so the chart's spec stays the same when classes are added.
@@ -395,31 +404,31 @@ def histograms(
     """The distribution of the gates per class (chosen channels pooled), one step line per class.
 
     The x axis spans the bins that hold gates (and one empty bin each side), or [0, 1] when ``full_range``.
+    Which classes, their colours and both ranges are in the chart's data (the bins drawn), not its
+    spec: adding a class changes only the data, which the browser updates in the drawn chart.
     """
     data = class_histograms(stats, classes, channels)
     names = list(classes)
-    domain = [0.0, 1.0]
-    if not full_range:
-        held = data[data["count"] > 0]
-        width = float(data["high"].iloc[0] - data["low"].iloc[0])
-        domain = [max(0.0, float(held["low"].min()) - width), min(1.0, float(held["high"].max()) + width)]
-    x_scale = {"domain": domain, "nice": False}
-    y = field(
-        "share:Q",
-        title="share of the class's gates",
-        axis={"format": "%"},
-        scale=fitted_scale(data["share"], zero=True),
-    )
+    if full_range:
+        x_scale: Spec = {"domain": [0.0, 1.0], "nice": False}
+    else:
+        data = _trim_to_held_bins(data)
+        x_scale = {"zero": False, "nice": False}
+    data["order"] = data["class"].map(dict(zip(names, _colour_orders(names), strict=True)))
+    y = field("share:Q", title="share of the class's gates", axis={"format": "%"}, scale={"zero": True})
     # The outline steps at the bin edges (each bin's share from its low edge to its high edge,
     # the last one closed at its high edge); a point at each bin's centre carries the tooltip.
     last = data.groupby("class", sort=False).tail(1)
     outline = pd.concat(
-        [data[["class", "low", "share"]], last[["class", "high", "share"]].rename(columns={"high": "low"})]
+        [
+            data[["class", "order", "low", "share"]],
+            last[["class", "order", "high", "share"]].rename(columns={"high": "low"}),
+        ]
     )
     # Classes in the order chosen, so "all classes" (last) is drawn on top, as in the paper.
     outline["slot"] = outline["class"].map({name: i for i, name in enumerate(names)})
     outline = outline.sort_values(["slot", "low"], kind="stable").drop(columns="slot")
-    colour = _class_colour(names)
+    colour = _ordered_class_colour(names)
     tooltip = [
         tip("class:N"),
         tip("low:Q", title="from", format=".3f"),
@@ -443,6 +452,17 @@ def histograms(
         {"outline": outline.reset_index(drop=True), "bins": data},
         f"{stats.name}: histogram per class ({len(channels)} channels pooled)",
     )
+
+
+def _trim_to_held_bins(data: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :func:`class_histograms` from the first bin that holds gates to the last, one empty bin each side."""
+    held = data[data["count"] > 0]
+    if held.empty:
+        return data
+    width = float(data["high"].iloc[0] - data["low"].iloc[0])
+    low, high = float(held["low"].min()) - width, float(held["high"].max()) + width
+    slack = 1e-9 * width  # bin edges are floats
+    return data[(data["low"] >= low - slack) & (data["high"] <= high + slack)].reset_index(drop=True)
 
 
 def violins(
