@@ -432,6 +432,8 @@ def test_adding_a_class_changes_only_the_data_of_the_histograms(
     # so the x range Vega fits to the data is those two bins.
     edges = stats_a.block("SE_5_2").all.bin_edges
     np.testing.assert_allclose(sorted(set(data["low"])), edges[-3:-1])
+    # The y range reaches above the full top bin (the data's headroom), so its line is not on the frame.
+    assert data["share"].max() == pytest.approx(1.0) and (data["headroom"] > 1.05).all()
 
 
 def test_histograms_say_when_a_block_fills_one_or_two_bins(

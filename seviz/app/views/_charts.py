@@ -415,7 +415,11 @@ def histograms(
         data = _trim_to_held_bins(data)
         x_scale = {"zero": False, "nice": False}
     data["order"] = data["class"].map(dict(zip(names, _colour_orders(names), strict=True)))
-    y = field("share:Q", title="share of the class's gates", axis={"format": "%"}, scale={"zero": True})
+    y_title, y_scale = "share of the class's gates", {"zero": True, "nice": False}
+    y = field("share:Q", title=y_title, axis={"format": "%"}, scale=y_scale)
+    # Room above the highest bin (else a bin holding every gate runs along the plot's top edge):
+    # an invisible rule at the top of that room, so the fitted y range stays data, not spec.
+    data["headroom"] = float(data["share"].max()) * (1 + _PAD) if len(data) else 1.0
     # The outline steps at the bin edges (each bin's share from its low edge to its high edge,
     # the last one closed at its high edge); a point at each bin's centre carries the tooltip.
     last = data.groupby("class", sort=False).tail(1)
@@ -447,6 +451,11 @@ def histograms(
                 "bins",
                 {"type": "point", "size": 14, "filled": True, "clip": True},
                 {"x": field("centre:Q", scale=x_scale), "y": y, "color": colour, "tooltip": tooltip},
+            ),
+            layer(
+                "bins",
+                {"type": "rule", "opacity": 0},
+                {"y": field("headroom:Q", aggregate="max", title=y_title, scale=y_scale)},
             ),
         ],
         {"outline": outline.reset_index(drop=True), "bins": data},
