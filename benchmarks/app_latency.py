@@ -11,8 +11,9 @@ request (or the click) to every chart of the page drawn:
   shows) once and saving them beside the store (``STORE.seviz-cache``);
 * first load of each page in a freshly started app (it reads what was saved);
 * a new browser session on the warm app;
-* control changes: sorting the channels and adding a class (Distributions),
-  a threshold (Pruning), the channel (Channel explorer), a class (Attribution),
+* control changes: sorting the channels, adding a class, the Histograms view
+  and a class added there (Distributions), a threshold (Pruning), the channel
+  (Channel explorer), a class (Attribution),
   each clicked as soon as the page is drawn, or ``--settle S`` seconds later
   (as a user who reads the page first would);
 * and, for scale, Streamlit's own floor: the same browser opening a page whose
@@ -305,6 +306,24 @@ def _controls(page, name: str, attempt: int, times: dict[str, list[float]], sett
         option = page.get_by_role("option", name=extra, exact=True)
         marker = f"· {MAX_DEFAULT_CLASSES + 1} classes and all"
         _timed(times, "control: add a class (Distributions)", option.click, page, charts, marker)
+        # The histograms: the view switched to (new charts), then one more class (the same charts).
+        pause()
+        view = page.get_by_test_id("stRadio").filter(has_text="View").get_by_text("Histograms", exact=True)
+        _timed(
+            times,
+            "control: the Histograms view (Distributions)",
+            view.click,
+            page,
+            charts,
+            "histogram per class",
+        )
+        pause()
+        extra = f"class_{MAX_DEFAULT_CLASSES + 100 + attempt:04d}"
+        classes.locator("input").click()
+        classes.locator("input").type(extra)
+        option = page.get_by_role("option", name=extra, exact=True)
+        marker = f"· {MAX_DEFAULT_CLASSES + 2} classes and all"
+        _timed(times, "control: add a class (Histograms)", option.click, page, charts, marker)
     elif name == "Pruning":
         field = (
             page.get_by_test_id("stNumberInput")
