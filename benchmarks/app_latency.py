@@ -163,12 +163,17 @@ def _wait_healthy(port: int, timeout: float = 120.0) -> None:
     raise TimeoutError(f"the app did not answer on port {port}")
 
 
-# Rendered: Streamlit is idle, nothing is stale, every chart has its SVG or canvas (Streamlit
-# switches Vega to canvas for large data), and, if given, the page shows a text only the new state has.
+# Rendered: Streamlit is idle, nothing is stale, no element still waits for its code (Streamlit
+# draws a skeleton while it loads a table's or a JSON view's code), every table has its grid,
+# every chart has its SVG or canvas (Streamlit switches Vega to canvas for large data), and, if
+# given, the page shows a text only the new state has.
 _RENDERED = """([charts, text]) => {
   const status = document.querySelector('[data-testid="stStatusWidget"]');
   if (status && status.innerText.trim()) return false;
   if (document.querySelector('[data-stale="true"]')) return false;
+  if (document.querySelector('[data-testid="stSkeleton"]')) return false;
+  const tables = [...document.querySelectorAll('[data-testid="stDataFrame"]')];
+  if (!tables.every(t => t.querySelector('canvas'))) return false;
   const found = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
   if (found.length !== charts) return false;
   if (!found.every(c => c.querySelector('svg .role-mark > *, canvas'))) return false;
@@ -192,7 +197,8 @@ PAGES = {
     "Channel explorer": 1,
     "Attribution": 4,
 }
-_FIRST_TEXT = {"Overview": "Provenance", "Pruning": "Verification", "Channel explorer": "Highest gates"}
+# A text each page shows late in its script (a page is not drawn before the script has sent it).
+_FIRST_TEXT = {"Overview": "Skipped files", "Pruning": "Verification", "Channel explorer": "Highest gates"}
 
 
 class _App:
