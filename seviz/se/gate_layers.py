@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,13 @@ class _InlineSigmoids(TorchFunctionMode):
         super().__init__()
         self.awaited: dict[nn.Module, torch.Tensor] = {}  # probe -> the pre-activation it waits for
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 (torch's protocol)
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Collection[type],
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
         kwargs = kwargs or {}
         if func in _SIGMOIDS and args and not kwargs:
             for probe, tensor in self.awaited.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,8 @@ from seviz.store._checks import check_layout
 from seviz.store._h5 import _open_swmr, h5_errors
 from seviz.store.lock import StoreLock
 from seviz.store.schema import BlockInfo, _attr_value, _integer_value, _json_value, _text_value
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,11 @@ def _write_attributions(
     # attributions it had) as they were. A store reached through a link is replaced where it lives.
     target = path.resolve()
     _check_room_for_a_copy(target)
+    log.info(
+        "writing the attributions into a copy of %s (%s), then moving it over the store",
+        target,
+        _gib(target.stat().st_size),
+    )
     with atomic_write(target, tag="attributing") as staged:
         shutil.copyfile(target, staged)
         shutil.copymode(target, staged)
