@@ -911,3 +911,29 @@ def test_channel_explorer_per_class_distribution(
         )
     at.multiselect(key="chan_classes_SE_4_6_3").set_value(["pug"]).run()
     assert list(_chart_data(_charts(at)[0])["class"]) == ["pug", ALL_CLASSES]
+
+
+def test_the_image_folder_is_guessed_from_runs_of_paths_not_every_path() -> None:
+    from seviz.app.views._data import guess_image_folder
+
+    class Paths:
+        """5,000 samples recorded class by class from /data/<class>/ (what the guess reads is kept)."""
+
+        class_names = np.repeat(["cat", "dog", "ship"], [2000, 2000, 1000])
+
+        def __init__(self) -> None:
+            self.asked: list[slice] = []
+
+        def __len__(self) -> int:
+            return len(self.class_names)
+
+        def paths_at(self, rows: slice) -> np.ndarray:
+            self.asked.append(rows)
+            index = np.arange(len(self))[rows]
+            return np.asarray([f"/data/{self.class_names[i]}/{i:05d}.jpg" for i in index])
+
+    store = Paths()
+    assert guess_image_folder(store) == "/data"  # type: ignore[arg-type]
+    # Contiguous runs only (a strided read decompresses every chunk of the path column), 512 rows in all.
+    assert all(r.step in (None, 1) for r in store.asked)
+    assert sum(r.stop - r.start for r in store.asked) <= 512 and len(store.asked) == 16

@@ -27,7 +27,7 @@ import pandas as pd
 import streamlit as st
 
 from seviz.analysis import cache_folder
-from seviz.app.views import _charts
+from seviz.app.views import _charts, _data
 from seviz.errors import SevizError
 from seviz.pruning import (
     EvaluationError,
@@ -82,19 +82,6 @@ def describe(report: EvaluationReport, rec: Recommendation) -> tuple[bool, str]:
         f"It measured other edits than these verdicts make ({len(current)} blocks): {what}. "
         "Evaluate these edits below, or change the thresholds."
     )
-
-
-def default_data_folder(opened: Store) -> str:
-    """The folder the store's images came from (the common parent of its class folders)."""
-    # 512 paths spread over the store: enough to find the common folder, without reading 50,000.
-    paths = [str(p) for p in opened.paths_at(slice(None, None, max(1, len(opened) // 512)))]
-    if not paths:
-        return ""
-    try:
-        common = Path(os.path.commonpath(paths))
-    except ValueError:
-        return ""
-    return str(common.parent if len(set(opened.class_names.tolist())) > 1 and common.suffix else common)
 
 
 def render(path: Path, opened: Store, rec: Recommendation) -> None:
@@ -249,7 +236,7 @@ def _evaluate_controls(path: Path, opened: Store, rec: Recommendation) -> None:
         "**Evaluate these edits** (the store's model, original against edited, on a labelled image folder)"
     )
     c1, c2, c3 = st.columns([4, 1, 1])
-    folder = c1.text_input("Image folder", default_data_folder(opened), key="eval_data") or ""
+    folder = c1.text_input("Image folder", _data.image_folder(path), key="eval_data") or ""
     per_class = int(c2.number_input("Images per class (0: all)", 0, 1_000_000, 0, key="eval_per_class") or 0)
     per_block = bool(
         c3.checkbox("Per block", value=True, key="eval_per_block", help="Also remove each block alone.")
