@@ -232,6 +232,14 @@ def preload_classes(block: BlockStatistics, names: Sequence[str]) -> None:
         block.classes.load([n for n in names if n != ALL_CLASSES])
 
 
+def class_counts(block: BlockStatistics) -> np.ndarray:
+    """The image count of every class of ``block``, in order (read once from the cache file, then kept)."""
+    classes = block.classes
+    if isinstance(classes, _StoredClasses):
+        return classes.counts()
+    return np.asarray([classes[name].count for name in classes], dtype=np.int64)
+
+
 def class_quantiles(block: BlockStatistics, channel: int) -> np.ndarray:
     """One channel's quantiles for every class of ``block``: (classes, levels)."""
     classes = block.classes
@@ -429,6 +437,7 @@ class _StoredClasses(Mapping[str, ClassStats]):
         self._levels = everything.quantile_levels
         self._edges = everything.bin_edges
         self._loaded: dict[str, ClassStats] = {}
+        self._counts: np.ndarray | None = None
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -491,6 +500,19 @@ class _StoredClasses(Mapping[str, ClassStats]):
             return np.zeros(0)
         with self._open() as f:
             return np.asarray(f["classes"][field][:, int(channel)], dtype=np.float64)
+
+    def counts(self) -> np.ndarray:
+        with self._lock:
+            if self._counts is not None:
+                return self._counts
+        if not self._index:
+            counts = np.zeros(0, dtype=np.int64)
+        else:
+            with self._open() as f:
+                counts = np.asarray(f["classes"]["count"][:], dtype=np.int64)
+        with self._lock:
+            self._counts = counts
+        return counts
 
     def quantile_column(self, channel: int) -> np.ndarray:
         if not self._index:

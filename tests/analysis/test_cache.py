@@ -17,6 +17,7 @@ from seviz.analysis import (
     cached_channel_extremes,
     cached_statistics,
     channel_extremes,
+    class_counts,
     class_quantiles,
     class_values,
     compute_statistics,
@@ -77,6 +78,12 @@ def test_statistics_are_saved_once_and_read_back(tmp_path, reads):
     np.testing.assert_allclose(
         class_quantiles(block, 3), [expected.block("SE_4_6").class_stats(c).quantiles[:, 3] for c in CLASSES]
     )
+    # Every class's image count without reading any class's statistics; in memory the same.
+    counts = [expected.block("SE_4_6").class_stats(c).count for c in CLASSES]
+    loaded = set(block.classes._loaded)
+    np.testing.assert_array_equal(class_counts(block), counts)
+    assert set(block.classes._loaded) == loaded  # no class's statistics were read for it
+    np.testing.assert_array_equal(class_counts(expected.block("SE_4_6")), counts)
 
 
 def test_saved_statistics_reads_only_what_is_saved_and_never_computes(tmp_path, reads):

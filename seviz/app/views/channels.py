@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from seviz.analysis import ALL_CLASSES, BlockStatistics, class_quantiles, class_values
+from seviz.analysis import ALL_CLASSES, BlockStatistics, class_counts, class_quantiles, class_values
 from seviz.app.views import _charts, _data
 from seviz.plots import PAPER_BLOCKS
 from seviz.store import Store
@@ -79,6 +79,7 @@ def class_table(block: BlockStatistics, channel: int, classes: list[str]) -> pd.
     names = list(block.classes)
     means = class_values(block, "mean", channel)
     quantiles = class_quantiles(block, channel)
+    counts = class_counts(block)  # not block.classes[name].count: that reads the class's every statistic
     levels = block.all.quantile_levels
     wanted = {name: i for i, name in enumerate(names)}
     rows = []
@@ -87,7 +88,7 @@ def class_table(block: BlockStatistics, channel: int, classes: list[str]) -> pd.
             mean, q, count = block.all.mean[channel], block.all.quantiles[:, channel], block.all.count
         else:
             i = wanted[name]
-            mean, q, count = means[i], quantiles[i], block.classes[name].count
+            mean, q, count = means[i], quantiles[i], counts[i]
         row = {"class": name, "count": int(count), "mean": float(mean)}
         for level, value in zip(levels, q, strict=True):
             row[f"q{round(100 * level):02d}"] = float(value)
