@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 from _app_store import BLOCKS, CLASSES, IDENTITY, PAPER_PRESENT, write_app_store, write_evaluation
 
+from seviz.analysis import ALL_CLASSES
 from seviz.pruning import Thresholds, recommend
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -292,6 +293,14 @@ _DRAWN = """() => {
 }"""
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _open_page(page, url: str, name: str) -> None:
     page.goto(f"{url}?page={name.replace(' ', '+')}")
     page.get_by_role("heading", name=name, exact=True).wait_for()
@@ -403,6 +412,12 @@ def test_every_chart_on_every_page_is_legible(legible_app: str, tmp_path: Path) 
                 counts[view] = _check_legible(
                     page, f"Distributions {view}", shots, tmp_path, len(PAPER_PRESENT)
                 )
+                if view == "Violins":
+                    # Each slot is named under the axis from the chart's data (not its spec).
+                    for chart in page.evaluate(_GEOMETRY)["charts"]:
+                        assert [*FOUR_CLASSES, ALL_CLASSES] == [
+                            t for t in chart["labels"] if not _is_number(t)
+                        ]
         finally:
             browser.close()
     assert sum(counts.values()) == 9 + 4 * len(PAPER_PRESENT)

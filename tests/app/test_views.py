@@ -436,6 +436,26 @@ def test_adding_a_class_changes_only_the_data_of_the_histograms(
     assert data["share"].max() == pytest.approx(1.0) and (data["headroom"] > 1.05).all()
 
 
+def test_adding_a_class_changes_only_the_data_of_the_violins(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _app(root, monkeypatch, "a.h5", page="Distributions")
+    at.multiselect(key="dist_blocks").set_value(["SE_4_6"])
+    at.radio(key="dist_view").set_value("Violins")
+    at.multiselect(key="dist_classes").set_value(list(CLASSES)[:1]).run()
+    (before,) = [c.proto.spec for c in _charts(at)]
+    at.multiselect(key="dist_classes").set_value(list(CLASSES)).run()
+    (chart,) = _charts(at)
+    assert chart.proto.spec == before
+    # The axis names slot i by row i of the slots data; the violins sit on those slots.
+    slots = _named_data(chart, "slots")
+    assert list(slots["class"]) == [*CLASSES, ALL_CLASSES] and list(slots["slot"]) == [0, 1, 2, 3]
+    bins = _named_data(chart, "bins")
+    centres = (bins["left"] + bins["right"]) / 2
+    slot_of = dict(zip(slots["class"], slots["slot"], strict=True))
+    np.testing.assert_allclose(centres, bins["class"].map(slot_of))
+
+
 def test_histograms_say_when_a_block_fills_one_or_two_bins(
     root: Path, monkeypatch: pytest.MonkeyPatch, stats_a
 ) -> None:

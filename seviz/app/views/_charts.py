@@ -481,30 +481,45 @@ def violins(
 
     Each bin of a class's histogram is a rectangle centred on the class, as wide
     as its share of the gates (the widest bin of the chart spans 0.9 of a slot).
+    Which classes, their names under the axis, their colours and both ranges are in
+    the chart's data (the bins, and one row a class slot), not its spec: adding a class
+    changes only the data, which the browser updates in the drawn chart.
     """
     data = class_histograms(stats, classes, channels)
     names = list(classes)
     slot = {name: i for i, name in enumerate(names)}
     widest = max(float(data["share"].max()), 1e-12)
     data["slot"] = data["class"].map(slot).astype(float)
+    data["order"] = data["class"].map(dict(zip(names, _colour_orders(names), strict=True)))
     data["left"] = data["slot"] - 0.45 * data["share"] / widest
     data["right"] = data["slot"] + 0.45 * data["share"] / widest
     drawn = data[data["share"] > 0].reset_index(drop=True)
+    # One row a slot, in slot order: the axis names slot i by row i, and the (invisible) slot
+    # rectangles keep every slot inside the x range.
+    slots = pd.DataFrame(
+        {"slot": np.arange(len(names)), "class": names, "from": np.arange(len(names)) - 0.6}
+    ).assign(to=lambda t: t["from"] + 1.2)
     x_axis = {
-        "values": list(range(len(names))),
-        "labelExpr": _labels_at(names),
+        "tickMinStep": 1,
+        "labelExpr": "(data('slots')[datum.value] || {})['class'] || ''",
         "labelAngle": -30 if len(names) > 6 else 0,
         "labelLimit": 160,
         "grid": False,
         "title": "class",
     }
-    scale = fitted_scale(np.r_[drawn["low"], drawn["high"]], full_range)
+    x_scale = {"zero": False, "nice": False}
+    y_scale = {"domain": [0.0, 1.0], "nice": False, "zero": False} if full_range else _FIT_TO_DATA
     encoding = {
-        "y": field("low:Q", title="excitation", scale=scale),
+        "y": field("low:Q", title="excitation", scale=y_scale),
         "y2": {"field": "high"},
-        "x": field("left:Q", axis=x_axis, scale={"domain": [-0.6, len(names) - 0.4], "nice": False}),
+        "x": field("left:Q", axis=x_axis, scale=x_scale),
         "x2": {"field": "right"},
-        "color": _class_colour(names, show_legend=False),
+        "color": field(
+            "class:N",
+            sort={"field": "order", "op": "min"},
+            scale={"range": _ordered_colours(names)},
+            legend=None,
+        ),
         "tooltip": [
             tip("class:N"),
             tip("low:Q", title="from", format=".3f"),
@@ -513,8 +528,16 @@ def violins(
         ],
     }
     return chart(
-        [layer("bins", {"type": "rect", "opacity": 0.85}, encoding)],
-        {"bins": drawn},
+        [
+            # Under the violins, so that the pointer finds their bins (and their tooltips) first.
+            layer(
+                "slots",
+                {"type": "rect", "opacity": 0},
+                {"x": field("from:Q", axis=x_axis, scale=x_scale), "x2": {"field": "to"}},
+            ),
+            layer("bins", {"type": "rect", "opacity": 0.85}, encoding),
+        ],
+        {"bins": drawn, "slots": slots},
         f"{stats.name}: distribution per class ({len(channels)} channels pooled)",
     )
 
