@@ -285,6 +285,14 @@ def _pick(page, label: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
+def _class_option(page, name: str):
+    """Type ``name`` into the page's "Classes" box: the option of that class in the list that opens."""
+    classes = page.get_by_test_id("stMultiSelect").filter(has_text="Classes")
+    classes.locator("input").click()
+    classes.locator("input").type(name)
+    return page.get_by_role("option", name=name, exact=True)
+
+
 def _controls(page, name: str, attempt: int, times: dict[str, list[float]], settle: float = 0.0) -> None:
     """Control changes on one page, each timed from the click to the page drawn again.
 
@@ -305,11 +313,7 @@ def _controls(page, name: str, attempt: int, times: dict[str, list[float]], sett
             option = page.get_by_role("option", name=sort, exact=True)
             _timed(times, "control: sort the channels (Distributions)", option.click, page, charts, marker)
         pause()
-        classes = page.get_by_test_id("stMultiSelect").filter(has_text="Classes")
-        extra = f"class_{MAX_DEFAULT_CLASSES + attempt:04d}"
-        classes.locator("input").click()
-        classes.locator("input").type(extra)
-        option = page.get_by_role("option", name=extra, exact=True)
+        option = _class_option(page, f"class_{MAX_DEFAULT_CLASSES + attempt:04d}")
         marker = f"· {MAX_DEFAULT_CLASSES + 1} classes and all"
         _timed(times, "control: add a class (Distributions)", option.click, page, charts, marker)
         # The histograms: the view switched to (new charts), then one more class (the same charts).
@@ -324,10 +328,7 @@ def _controls(page, name: str, attempt: int, times: dict[str, list[float]], sett
             "histogram per class",
         )
         pause()
-        extra = f"class_{MAX_DEFAULT_CLASSES + 100 + attempt:04d}"
-        classes.locator("input").click()
-        classes.locator("input").type(extra)
-        option = page.get_by_role("option", name=extra, exact=True)
+        option = _class_option(page, f"class_{MAX_DEFAULT_CLASSES + 100 + attempt:04d}")
         marker = f"· {MAX_DEFAULT_CLASSES + 2} classes and all"
         _timed(times, "control: add a class (Histograms)", option.click, page, charts, marker)
     elif name == "Pruning":
@@ -361,11 +362,8 @@ def _controls(page, name: str, attempt: int, times: dict[str, list[float]], sett
         _timed(times, "control: the channel (Channel explorer)", step.click, page, charts, marker)
     elif name == "Attribution":
         pause()
-        classes = page.get_by_test_id("stMultiSelect").filter(has_text="Classes")
         extra = f"class_{10 + attempt:04d}"
-        classes.locator("input").click()
-        classes.locator("input").type(extra)
-        option = page.get_by_role("option", name=extra, exact=True)
+        option = _class_option(page, extra)
         _timed(times, "control: add a class (Attribution)", option.click, page, charts + 1, extra)
 
 
