@@ -231,16 +231,17 @@ def _class_sums(
     counts = np.zeros(len(plan.class_order), dtype=np.int64)
     position = {name: i for i, name in enumerate(plan.class_order)}
     bar = tqdm(total=len(plan.items), unit="img", desc="attributing", disable=not progress)
-    # Each gate's s is a module's output there, also where the sigmoid is applied inline (LightCbam).
-    with gate_layers(loaded.model, gates) as layers, eval_mode(loaded.model), bar:
-        explainer = LayerGradientXActivation(loaded.model, layers)
+    with eval_mode(loaded.model), bar:
         for batch in iterate_batches(plan.items, loaded.data_config, batch_size=batch_size):
             bar.update(batch.consumed)
             if batch.images is None:
                 continue
             images = batch.images.to(torch_device)
             targets = torch.tensor([i.label for i in batch.items], device=torch_device)
-            outputs = explainer.attribute(images, target=targets)
+            # Each gate's s is a module's output here, also where the sigmoid is applied inline
+            # (LightCbam); the routing that needs is on for the model's passes only, not the decoding.
+            with gate_layers(loaded.model, gates) as layers:
+                outputs = LayerGradientXActivation(loaded.model, layers).attribute(images, target=targets)
             outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
             slots = np.asarray([position[i.class_name] for i in batch.items])
             for gate, values in zip(gates, outputs, strict=True):

@@ -245,7 +245,12 @@ def _colour_orders(names: Sequence[str]) -> list[int]:
     return [-1 if name == ALL_CLASSES else position for position, name in enumerate(names)]
 
 
-def _ordered_class_colour(names: Sequence[str]) -> Spec:
+def _colour_order_column(classes: pd.Series, names: Sequence[str]) -> pd.Series:
+    """The ``order`` column of a table with a ``class`` column (see :func:`_ordered_class_colour`)."""
+    return classes.map(dict(zip(names, _colour_orders(names), strict=True)))
+
+
+def _ordered_class_colour(names: Sequence[str], show_legend: bool = True) -> Spec:
     """A colour encoding whose classes and their order come from the data's ``order`` column.
 
     Its spec is the same for any classes (see :func:`_ordered_colours`), so adding one
@@ -255,7 +260,7 @@ def _ordered_class_colour(names: Sequence[str]) -> Spec:
         "class:N",
         sort={"field": "order", "op": "min"},
         scale={"range": _ordered_colours(names)},
-        legend=legend(len(names)),
+        legend=legend(len(names)) if show_legend else None,
     )
 
 
@@ -383,38 +388,35 @@ def class_histograms(stats: BlockStatistics, classes: Sequence[str], channels: n
     )
 
 
-def held_bins(
-    stats: BlockStatistics, classes: Sequence[str], channels: np.ndarray
-) -> tuple[int, float, float]:
-    """How many histogram bins hold the chosen channels' gates (of any chosen class), and the range they span.
+def held_bins(table: pd.DataFrame) -> tuple[int, float, float]:
+    """How many bins of :func:`class_histograms`' ``table`` hold gates (of any class), and the range they span.
 
     A block whose gates all sit in one or two bins (SE_5_2, near 1) has no shape
     a histogram can show at the statistics' bin width.
     """
-    data = class_histograms(stats, classes, channels)
-    held = data[data["count"] > 0]
+    held = table[table["count"] > 0]
     if held.empty:
         return 0, 0.0, 0.0
     return int(held["low"].nunique()), float(held["low"].min()), float(held["high"].max())
 
 
-def histograms(
-    stats: BlockStatistics, classes: Sequence[str], channels: np.ndarray, full_range: bool = False
-) -> Spec:
-    """The distribution of the gates per class (chosen channels pooled), one step line per class.
+def histograms(stats: BlockStatistics, table: pd.DataFrame, channels: int, full_range: bool = False) -> Spec:
+    """The distribution of the gates per class, one step line per class.
+
+    ``table`` is :func:`class_histograms` of the classes drawn, in their order, over the
+    ``channels`` chosen channels (pooled).
 
     The x axis spans the bins that hold gates (and one empty bin each side), or [0, 1] when ``full_range``.
     Which classes, their colours and both ranges are in the chart's data (the bins drawn), not its
     spec: adding a class changes only the data, which the browser updates in the drawn chart.
     """
-    data = class_histograms(stats, classes, channels)
-    names = list(classes)
+    data, names = table.copy(), list(dict.fromkeys(table["class"]))
     if full_range:
         x_scale: Spec = {"domain": [0.0, 1.0], "nice": False}
     else:
         data = _trim_to_held_bins(data)
         x_scale = {"zero": False, "nice": False}
-    data["order"] = data["class"].map(dict(zip(names, _colour_orders(names), strict=True)))
+    data["order"] = _colour_order_column(data["class"], names)
     y_title, y_scale = "share of the class's gates", {"zero": True, "nice": False}
     y = field("share:Q", title=y_title, axis={"format": "%"}, scale=y_scale)
     # Room above the highest bin (else a bin holding every gate runs along the plot's top edge):
@@ -459,25 +461,26 @@ def histograms(
             ),
         ],
         {"outline": outline.reset_index(drop=True), "bins": data},
-        f"{stats.name}: histogram per class ({len(channels)} channels pooled)",
+        f"{stats.name}: histogram per class ({channels} channels pooled)",
     )
 
 
 def _trim_to_held_bins(data: pd.DataFrame) -> pd.DataFrame:
     """The rows of :func:`class_histograms` from the first bin that holds gates to the last, one empty bin each side."""
-    held = data[data["count"] > 0]
-    if held.empty:
+    bins, low, high = held_bins(data)
+    if not bins:
         return data
     width = float(data["high"].iloc[0] - data["low"].iloc[0])
-    low, high = float(held["low"].min()) - width, float(held["high"].max()) + width
+    low, high = low - width, high + width
     slack = 1e-9 * width  # bin edges are floats
     return data[(data["low"] >= low - slack) & (data["high"] <= high + slack)].reset_index(drop=True)
 
 
-def violins(
-    stats: BlockStatistics, classes: Sequence[str], channels: np.ndarray, full_range: bool = False
-) -> Spec:
+def violins(stats: BlockStatistics, table: pd.DataFrame, channels: int, full_range: bool = False) -> Spec:
     """Violins per class side by side (one view, no facets), one rectangle per histogram bin.
+
+    ``table`` is :func:`class_histograms` of the classes drawn, in their order, over the
+    ``channels`` chosen channels (pooled).
 
     Each bin of a class's histogram is a rectangle centred on the class, as wide
     as its share of the gates (the widest bin of the chart spans 0.9 of a slot).
@@ -485,12 +488,11 @@ def violins(
     the chart's data (the bins, and one row a class slot), not its spec: adding a class
     changes only the data, which the browser updates in the drawn chart.
     """
-    data = class_histograms(stats, classes, channels)
-    names = list(classes)
+    data, names = table.copy(), list(dict.fromkeys(table["class"]))
     slot = {name: i for i, name in enumerate(names)}
     widest = max(float(data["share"].max()), 1e-12)
     data["slot"] = data["class"].map(slot).astype(float)
-    data["order"] = data["class"].map(dict(zip(names, _colour_orders(names), strict=True)))
+    data["order"] = _colour_order_column(data["class"], names)
     data["left"] = data["slot"] - 0.45 * data["share"] / widest
     data["right"] = data["slot"] + 0.45 * data["share"] / widest
     drawn = data[data["share"] > 0].reset_index(drop=True)
@@ -514,12 +516,7 @@ def violins(
         "y2": {"field": "high"},
         "x": field("left:Q", axis=x_axis, scale=x_scale),
         "x2": {"field": "right"},
-        "color": field(
-            "class:N",
-            sort={"field": "order", "op": "min"},
-            scale={"range": _ordered_colours(names)},
-            legend=None,
-        ),
+        "color": _ordered_class_colour(names, show_legend=False),
         "tooltip": [
             tip("class:N"),
             tip("low:Q", title="from", format=".3f"),
@@ -538,7 +535,7 @@ def violins(
             layer("bins", {"type": "rect", "opacity": 0.85}, encoding),
         ],
         {"bins": drawn, "slots": slots},
-        f"{stats.name}: distribution per class ({len(channels)} channels pooled)",
+        f"{stats.name}: distribution per class ({channels} channels pooled)",
     )
 
 

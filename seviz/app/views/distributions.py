@@ -7,7 +7,7 @@ each chart gets only the channels and classes chosen.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import streamlit as st
@@ -24,6 +24,9 @@ from seviz.plots import (
     default_classes,
     order_channels,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 VIEWS = ("Figure 6: mean per class", "Figure 7: mean ± std", "Histograms", "Violins")
 Y_AXES = ("fit to the data", "[0, 1]")
@@ -91,15 +94,18 @@ def _controls(stats: StoreStatistics) -> dict[str, Any]:
     }
 
 
-def _chart(block: BlockStatistics, c: dict[str, Any], channels: np.ndarray) -> Any:
+def _chart(
+    block: BlockStatistics, c: dict[str, Any], channels: np.ndarray, table: pd.DataFrame | None
+) -> Any:
+    """The block's chart in the chosen view (``table``: the histograms of the last two views)."""
+    if c["view"] == VIEWS[2]:
+        return _charts.histograms(block, table, channels.size, c["full"])
+    if c["view"] == VIEWS[3]:
+        return _charts.violins(block, table, channels.size, full_range=c["full"])
     order = order_channels(block, channels, c["sort"], c["descending"])
     if c["view"] == VIEWS[0]:
         return _charts.figure6(block, c["shown"], order, c["full"])
-    if c["view"] == VIEWS[1]:
-        return _charts.figure7(block, c["figure7_class"] or c["shown"][0], order, c["full"])
-    if c["view"] == VIEWS[2]:
-        return _charts.histograms(block, c["shown"], channels, c["full"])
-    return _charts.violins(block, c["shown"], channels, full_range=c["full"])
+    return _charts.figure7(block, c["figure7_class"] or c["shown"][0], order, c["full"])
 
 
 def _figure7_note(block: BlockStatistics, c: dict[str, Any]) -> str:
@@ -110,9 +116,9 @@ def _figure7_note(block: BlockStatistics, c: dict[str, Any]) -> str:
     return f" · Figure 7 of {name} ({block.class_stats(name).count:,} images)"
 
 
-def _resolution_note(block: BlockStatistics, shown: list[str], channels: np.ndarray) -> None:
+def _resolution_note(block: BlockStatistics, table: pd.DataFrame) -> None:
     """Say so when the gates drawn fill at most two histogram bins (their shape is finer than a bin)."""
-    bins, low, high = _charts.held_bins(block, shown, channels)
+    bins, low, high = _charts.held_bins(table)
     if 0 < bins <= 2:
         width = float(block.all.bin_edges[1] - block.all.bin_edges[0])
         st.caption(
@@ -157,6 +163,8 @@ def render(path: Path, **_: Any) -> None:
             f"specificity {block.specificity.between_share:.3f} (between-class share) · "
             f"mean |1 − s| {block.behaviour.mean_abs_deviation:.4f}{_figure7_note(block, c)}"
         )
+        table: pd.DataFrame | None = None
         if c["view"] in (VIEWS[2], VIEWS[3]):
-            _resolution_note(block, c["shown"], channels)
-        st.vega_lite_chart(spec=_chart(block, c, channels), width="stretch")
+            table = _charts.class_histograms(block, c["shown"], channels)  # one table for note and chart
+            _resolution_note(block, table)
+        st.vega_lite_chart(spec=_chart(block, c, channels, table), width="stretch")
